@@ -1,0 +1,96 @@
+"""The exception tree; every failure a user can act on is one of these.
+
+    RegwatchError
+    ├── ConfigError              bad payload, reference, regex, constraint, CA certificate
+    ├── NetworkError             the registry could not be talked to
+    │   ├── Unreachable          DNS, refused, reset, timeout, truncated body
+    │   └── TLSFailure           handshake or certificate verification failed
+    ├── RegistryError            the registry answered, but not with what we need
+    │   ├── AuthFailed           401/403, token service refused, hostile realm
+    │   ├── NotFound             unknown repository, manifest or blob
+    │   ├── RateLimited          429 until the retry budget ran out
+    │   ├── DigestMismatch       content does not hash to the digest it was asked for
+    │   └── UnsupportedMedia     a manifest or blob type regwatch cannot handle
+    ├── ImageError               image content that cannot be applied
+    │   └── HostileEntry         a layer entry that would escape its destination
+    └── StoreError               the event store refused
+        ├── Conflict             another writer appended to the stream first
+        └── SchemaNotCurrent     the database needs `regwatch migrate`
+
+Messages are lower-case causal chains that name the host and repository involved and never
+carry a header, token or password. Only front-end `main()` functions catch these.
+"""
+
+from __future__ import annotations
+
+
+class RegwatchError(Exception):
+    """Root of every error regwatch reports to a user as one line."""
+
+
+class ConfigError(RegwatchError):
+    """The user's input is wrong; retrying cannot help."""
+
+
+class NetworkError(RegwatchError):
+    """The conversation with a server broke before it could answer."""
+
+
+class Unreachable(NetworkError):
+    """The server could not be reached or hung up mid-answer."""
+
+
+class TLSFailure(NetworkError):
+    """TLS failed: usually a missing CA certificate."""
+
+
+class RegistryError(RegwatchError):
+    """The registry answered with an error.
+
+    `status` is the HTTP status when there was one, so callers can tell a retryable answer
+    from a final one without parsing the message.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthFailed(RegistryError):
+    """Credentials were refused or the challenge could not be answered safely."""
+
+
+class NotFound(RegistryError):
+    """The repository, manifest or blob does not exist (or is hidden from us)."""
+
+
+class RateLimited(RegistryError):
+    """The registry kept answering 429 until the retry budget ran out."""
+
+
+class DigestMismatch(RegistryError):
+    """Downloaded bytes do not match the digest or size they were asked for."""
+
+
+class UnsupportedMedia(RegistryError):
+    """A manifest or blob has a media type regwatch does not handle."""
+
+
+class ImageError(RegwatchError):
+    """Image content is malformed and cannot be applied."""
+
+
+class HostileEntry(ImageError):
+    """A layer entry would create, change or delete something outside its destination."""
+
+
+class StoreError(RegwatchError):
+    """The event store could not do what was asked."""
+
+
+class Conflict(StoreError):
+    """Another writer appended to the stream first; reload and decide again."""
+
+
+class SchemaNotCurrent(StoreError):
+    """The database schema is older than this regwatch."""

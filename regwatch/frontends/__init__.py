@@ -1,0 +1,1 @@
+"""Adapters for people and machines: translation only."""

@@ -1,0 +1,131 @@
+"""The `regwatch` command: argument parsing, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from regwatch import __version__, service
+from regwatch.errors import ConfigError, RegwatchError
+
+log = logging.getLogger("regwatch")
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run one command; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    env = os.environ if environ is None else environ
+    args = _parser().parse_args(argv)
+    _configure_logging(err, debug=args.debug)
+    command: Callable[[argparse.Namespace, Mapping[str, str], TextIO], None] = args.command
+    try:
+        command(args, env, out)
+    except RegwatchError as exc:
+        print(f"regwatch: {exc}", file=err)
+        return 1
+    except KeyboardInterrupt:
+        print("regwatch: interrupted", file=err)
+        return 130
+    except Exception as exc:  # the one place an unexpected failure becomes a line
+        if args.debug:
+            log.exception("internal error")
+        print(f"regwatch: internal error: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    return 0
+
+
+def _tags(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> None:
+    for tag in service.list_tags(args.repository, _access(args, env)):
+        print(tag, file=out)
+
+
+def _digest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> None:
+    print(service.resolve_digest(args.reference, _access(args, env)), file=out)
+
+
+def _access(args: argparse.Namespace, env: Mapping[str, str]) -> service.Access:
+    return service.Access(
+        username=args.username or env.get("REGWATCH_USERNAME") or None,
+        password=args.password or env.get("REGWATCH_PASSWORD") or None,
+        ca_certs=[_read_ca(path) for path in args.ca_cert],
+        insecure=args.insecure,
+    )
+
+
+def _read_ca(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read CA certificate {path}: {reason}") from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="regwatch", description="Watch container registries and record what they say."
+    )
+    parser.add_argument("--version", action="version", version=f"regwatch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log every request step to stderr")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    registry_options = argparse.ArgumentParser(add_help=False)
+    registry_options.add_argument(
+        "--username", help="registry user name (default: $REGWATCH_USERNAME)"
+    )
+    registry_options.add_argument(
+        "--password", help="registry password or token (default: $REGWATCH_PASSWORD)"
+    )
+    registry_options.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="PEM file of an extra CA to trust (repeatable); added to the system roots",
+    )
+    registry_options.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP to this registry (TLS certificates are still verified)",
+    )
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    tags = commands.add_parser(
+        "tags",
+        parents=[registry_options, debug],
+        help="list a repository's tags, one a line",
+        description="List a repository's tags, one a line, in the registry's order.",
+    )
+    tags.add_argument("repository", metavar="REPOSITORY", help="e.g. ghcr.io/acme/app or alpine")
+    tags.set_defaults(command=_tags)
+
+    digest = commands.add_parser(
+        "digest",
+        parents=[registry_options, debug],
+        help="print the digest a tag points to",
+        description="Print the manifest digest a reference names (an index digest for "
+        "multi-platform images).",
+    )
+    digest.add_argument("reference", metavar="REFERENCE", help="e.g. alpine:3.20 or app@sha256:…")
+    digest.set_defaults(command=_digest)
+    return parser
+
+
+def _configure_logging(stream: TextIO, *, debug: bool) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("regwatch: %(message)s"))
+    root = logging.getLogger("regwatch")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False

@@ -1,0 +1,1 @@
+"""Understanding the bytes a registry moves: media types, digests, layers. No network here."""

@@ -1,0 +1,537 @@
+"""What we ask a registry: tags, manifests and blobs, answered as plain values.
+
+One `RegistryClient` talks to one registry host. It pings `/v2/` once (choosing https or, where
+allowed, plain http), answers auth challenges through an `Authenticator`, and is safe to share
+between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from regwatch.errors import (
+    AuthFailed,
+    DigestMismatch,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    TLSFailure,
+)
+from regwatch.image.digests import VerifyingReader, digest_of
+from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
+from regwatch.net import Transport, translate_errors
+from regwatch.refs import Reference, Repository, plain_http_allowed
+from regwatch.registry.auth import Authenticator, Credentials, preferred_challenge
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+"""The OCI distribution spec's suggested limit; a bigger manifest is an attack, not an image."""
+
+CHUNK_SIZE = 1024 * 1024
+_MAX_TAG_PAGES = 10_000
+_ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+_ERROR_LIMIT = 1024 * 1024
+_TAGS_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """What a manifest HEAD or GET tells about a reference."""
+
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    descriptor: Descriptor
+    body: bytes
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A registry response read in full (within a size cap) and closed."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+    next_page: str | None
+
+
+def pull_scope(repository: Repository) -> str:
+    return f"repository:{repository.path}:pull"
+
+
+def push_scope(repository: Repository) -> str:
+    return f"repository:{repository.path}:push,pull"
+
+
+class RegistryClient:
+    """The distribution API of one registry host."""
+
+    def __init__(
+        self,
+        registry: str,
+        transport: Transport,
+        credentials: Credentials | None = None,
+        *,
+        insecure: bool = False,
+    ) -> None:
+        self.registry = registry
+        self._wire_host = Repository(registry, "x").wire_host
+        self._transport = transport
+        self._credentials = credentials
+        self._plain_http_allowed = insecure or plain_http_allowed(registry)
+        self._connection: _Connection | None = None
+        self._connect_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return self._connected().registry_url
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def list_tags(self, repository: Repository) -> list[str]:
+        """Every tag, following `Link` pagination; a 404 without registry errors means none."""
+        what = f"list tags of {repository}"
+        url: str | None = f"{self.base_url}/v2/{repository.path}/tags/list"
+        tags: list[str] = []
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= _MAX_TAG_PAGES:
+                raise RegistryError(f"{what}: pagination does not end")
+            seen.add(url)
+            answer = self._exchange("GET", url, (pull_scope(repository),), what, limit=_TAGS_LIMIT)
+            if answer.status == 404 and not _registry_errors(answer.body):
+                return tags
+            _expect(answer, what, 200)
+            tags.extend(_tags_from(answer, what))
+            url = self._same_registry(answer.next_page, what) if answer.next_page else None
+        return tags
+
+    def resolve(self, reference: Reference) -> Descriptor | None:
+        """The manifest a reference names: HEAD first, GET when HEAD is not conclusive.
+
+        `None` means the registry says it does not exist. A HEAD answer without type, length
+        and digest (or with a digest that contradicts the reference) falls back to GET.
+        """
+        descriptor = self.head_manifest(reference)
+        if descriptor is not None:
+            return descriptor
+        manifest = self.get_manifest(reference, missing_ok=True)
+        return manifest.descriptor if manifest else None
+
+    def head_manifest(self, reference: Reference) -> Descriptor | None:
+        """A conclusive HEAD answer, or None (not found, or a GET is needed to know)."""
+        what = f"resolve {reference}"
+        url = self._manifest_url(reference)
+        scopes = (pull_scope(reference.repository),)
+        try:
+            answer = self._exchange("HEAD", url, scopes, what, {"Accept": _ACCEPT_MANIFESTS})
+        except NetworkError:
+            return None
+        if answer.status != 200:
+            return None
+        media_type = _media_type(answer.headers.get("Content-Type"))
+        length = answer.headers.get("Content-Length", "")
+        digest = answer.headers.get("Docker-Content-Digest", "")
+        if not (media_type and length.isdigit() and digest):
+            return None
+        if reference.digest and digest != reference.digest:
+            return None
+        return Descriptor(media_type, digest, int(length))
+
+    def exists(self, reference: Reference) -> bool:
+        return self.resolve(reference) is not None
+
+    def get_manifest(self, reference: Reference, *, missing_ok: bool = False) -> Manifest | None:
+        """GET a manifest and check it hashes to the digest it was asked for."""
+        what = f"get manifest {reference}"
+        url = self._manifest_url(reference)
+        scopes = (pull_scope(reference.repository),)
+        headers = {"Accept": _ACCEPT_MANIFESTS}
+        answer = self._exchange("GET", url, scopes, what, headers, limit=MAX_MANIFEST_BYTES)
+        if answer.status == 404 and missing_ok:
+            return None
+        _expect(answer, what, 200)
+        body = answer.body
+        media_type = _media_type(answer.headers.get("Content-Type")) or _declared_type(body)
+        algorithm = reference.digest.partition(":")[0] if reference.digest else "sha256"
+        digest = digest_of(body, algorithm)
+        if reference.digest and digest != reference.digest:
+            raise DigestMismatch(
+                f"{what}: content has digest {digest}, expected {reference.digest}"
+            )
+        return Manifest(Descriptor(media_type, digest, len(body)), body)
+
+    @contextlib.contextmanager
+    def open_blob(
+        self, repository: Repository, digest: str, size: int | None = None
+    ) -> Iterator[VerifyingReader]:
+        """Stream a blob; reading it to the end verifies its digest (and size, when given)."""
+        what = f"download blob {digest} of {repository}"
+        url = f"{self.base_url}/v2/{repository.path}/blobs/{digest}"
+        with self._send("GET", url, (pull_scope(repository),), what, stream=True) as response:
+            if response.status_code != 200:
+                raise _status_error(_read_answer(response, what, _ERROR_LIMIT), what)
+            yield VerifyingReader(_stream(response, what), digest, size, what)
+
+    def blob_size(self, repository: Repository, digest: str) -> int | None:
+        """The size of a blob the registry has, or None when it does not have it."""
+        what = f"check blob {digest} in {repository}"
+        url = f"{self.base_url}/v2/{repository.path}/blobs/{digest}"
+        answer = self._exchange("HEAD", url, (pull_scope(repository),), what)
+        if answer.status == 404:
+            return None
+        _expect(answer, what, 200)
+        length = answer.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else 0
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def upload_blob(
+        self,
+        repository: Repository,
+        content: bytes | BinaryIO,
+        digest: str,
+        size: int,
+        *,
+        chunk_size: int | None = None,
+    ) -> bool:
+        """Upload a blob unless the registry has it; returns whether bytes were sent.
+
+        Bytes are verified before they go; a file is sent as it is read and the registry
+        verifies it. `chunk_size` switches from one PUT to a PATCH per chunk.
+        """
+        if isinstance(content, bytes):
+            _verify_bytes(content, digest, size, f"upload blob {digest} to {repository}")
+        if self.blob_size(repository, digest) is not None:
+            return False
+        location = self._start_upload(repository, f"upload blob {digest} to {repository}")
+        self._finish_upload(repository, location, content, digest, size, chunk_size)
+        return True
+
+    def mount_blob(self, repository: Repository, digest: str, source: Repository) -> bool:
+        """Ask the registry to link a blob from another repository; False if it would not."""
+        what = f"mount blob {digest} from {source} into {repository}"
+        url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
+        query = {"mount": digest, "from": source.path}
+        scopes = (push_scope(repository), pull_scope(source))
+        answer = self._exchange("POST", url, scopes, what, params=query)
+        if answer.status == 201:
+            return True
+        _expect(answer, what, 202)
+        self._cancel_upload(repository, self._location(answer, what), what)
+        return False
+
+    def put_manifest(self, reference: Reference, body: bytes, media_type: str) -> str:
+        """Push a manifest under a tag or digest; returns its digest as the registry agreed."""
+        what = f"push manifest {reference}"
+        digest = digest_of(body)
+        if reference.digest and reference.digest != digest:
+            raise DigestMismatch(
+                f"{what}: content has digest {digest}, expected {reference.digest}"
+            )
+        url = self._manifest_url(reference)
+        scopes = (push_scope(reference.repository),)
+        headers = {"Content-Type": media_type}
+        answer = self._exchange("PUT", url, scopes, what, headers, data=body)
+        _expect(answer, what, 201)
+        answered = answer.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise DigestMismatch(f"{what}: registry stored it as {answered}, expected {digest}")
+        return digest
+
+    # -- protocol details ----------------------------------------------------------------------
+
+    def _start_upload(self, repository: Repository, what: str) -> str:
+        url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
+        answer = self._exchange("POST", url, (push_scope(repository),), what)
+        _expect(answer, what, 202)
+        return self._location(answer, what)
+
+    def _finish_upload(
+        self,
+        repository: Repository,
+        location: str,
+        content: bytes | BinaryIO,
+        digest: str,
+        size: int,
+        chunk_size: int | None,
+    ) -> None:
+        what = f"upload blob {digest} to {repository}"
+        scopes = (push_scope(repository),)
+        octets = {"Content-Type": "application/octet-stream"}
+        body: bytes | BinaryIO = content
+        if chunk_size:
+            offset = 0
+            for chunk in _chunks(content, chunk_size):
+                headers = {
+                    **octets,
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    "Content-Length": str(len(chunk)),
+                }
+                answer = self._exchange("PATCH", location, scopes, what, headers, data=chunk)
+                _expect(answer, what, 202)
+                location = self._location(answer, what)
+                offset += len(chunk)
+            body, size = b"", 0
+        headers = {**octets, "Content-Length": str(size)}
+        url = _with_query(location, digest=digest)
+        answer = self._exchange("PUT", url, scopes, what, headers, data=body, retry=False)
+        _expect(answer, what, 201)
+
+    def _cancel_upload(self, repository: Repository, location: str, what: str) -> None:
+        with contextlib.suppress(RegistryError, NetworkError):
+            self._exchange("DELETE", location, (push_scope(repository),), what)
+
+    def _location(self, answer: _Answer, what: str) -> str:
+        location = answer.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: the registry gave no upload location")
+        return self._same_registry(urljoin(answer.url, location), what)
+
+    def _same_registry(self, url: str, what: str) -> str:
+        """Refuse URLs on other hosts: following them would leak our credentials or scope."""
+        target = urlsplit(url)
+        ours = urlsplit(self.base_url)
+        if (target.scheme, target.netloc) != (ours.scheme, ours.netloc):
+            raise RegistryError(f"{what}: the registry pointed to another host ({target.netloc})")
+        return url
+
+    def _manifest_url(self, reference: Reference) -> str:
+        return f"{self.base_url}/v2/{reference.repository.path}/manifests/{reference.identifier}"
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | BinaryIO | None = None,
+        retry: bool | None = None,
+        limit: int = _ERROR_LIMIT,
+    ) -> _Answer:
+        """A request whose whole answer fits in memory: read it (capped), close it."""
+        response = self._send(
+            method, url, scopes, what, headers, params=params, data=data, stream=True, retry=retry
+        )
+        with response:
+            return _read_answer(response, what, limit)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: bytes | BinaryIO | None = None,
+        stream: bool = False,
+        retry: bool | None = None,
+    ) -> requests.Response:
+        """One request with our credentials; on a 401 the token is renewed once and resent."""
+        auth = self._connected().authenticator
+        sendable = retry is not False and not hasattr(data, "read")
+        for attempt in (1, 2):
+            merged = dict(headers or {})
+            value = auth.authorization(scopes)
+            if value:
+                merged["Authorization"] = value
+            response = self._transport.request(
+                method,
+                url,
+                what=what,
+                headers=merged,
+                params=params,
+                data=data,
+                stream=stream,
+                retry=retry if sendable else False,
+            )
+            if response.status_code != 401 or attempt == 2 or not sendable:
+                return response
+            challenge = response.headers.get("WWW-Authenticate")
+            if not auth.refresh(scopes, challenge):
+                return response
+            scopes = auth.scopes_with(scopes, challenge)
+            response.close()
+        raise AssertionError("unreachable")
+
+    def _connected(self) -> _Connection:
+        with self._connect_lock:
+            if self._connection is None:
+                self._connection = self._ping()
+            return self._connection
+
+    def _ping(self) -> _Connection:
+        """GET /v2/ over https, then plain http where allowed; the first answer fixes the scheme."""
+        what = f"ping {self.registry}"
+        failures: list[NetworkError] = []
+        schemes = ("https", "http") if self._plain_http_allowed else ("https",)
+        for scheme in schemes:
+            base = f"{scheme}://{self._wire_host}"
+            try:
+                with self._transport.request(
+                    "GET", f"{base}/v2/", what=what, stream=True
+                ) as response:
+                    answer = _read_answer(response, what, _ERROR_LIMIT)
+            except NetworkError as exc:
+                failures.append(exc)
+                continue
+            challenge = preferred_challenge(answer.headers.get("WWW-Authenticate", ""))
+            if answer.status == 200 or (answer.status == 401 and challenge is not None):
+                auth = Authenticator(self._transport, base, self._credentials, challenge)
+                return _Connection(base, auth)
+            if failures and isinstance(failures[0], TLSFailure):
+                break
+            if answer.status == 401:
+                raise AuthFailed(f"{what}: 401 with no challenge regwatch can answer", 401)
+            raise _status_error(answer, what)
+        raise _combined(failures, self.registry)
+
+
+@dataclass(frozen=True)
+class _Connection:
+    registry_url: str
+    authenticator: Authenticator
+
+
+def _combined(failures: list[NetworkError], registry: str) -> NetworkError:
+    first = failures[0]
+    if len(failures) == 1 or isinstance(first, TLSFailure):
+        return first
+    return type(failures[-1])(
+        f"ping {registry}: https: {_tail(first)}; http: {_tail(failures[-1])}"
+    )
+
+
+def _tail(error: NetworkError) -> str:
+    return str(error).split(": ", 1)[-1]
+
+
+def _expect(answer: _Answer, what: str, status: int) -> None:
+    if answer.status != status:
+        raise _status_error(answer, what)
+
+
+def _status_error(answer: _Answer, what: str) -> RegistryError:
+    status = answer.status
+    detail = _registry_errors(answer.body) or answer.reason.lower() or "error"
+    message = f"{what}: {status} {detail}"
+    if status == 401:
+        return AuthFailed(f"{message}; check username and password", status)
+    if status == 403:
+        return AuthFailed(f"{message}; the credentials lack access", status)
+    if status == 404:
+        return NotFound(message, status)
+    if status == 429:
+        return RateLimited(f"{message}; still rate-limited after retrying", status)
+    return RegistryError(message, status)
+
+
+def _registry_errors(body: bytes) -> str:
+    """`errors[].code` and message from a registry error body, as one readable phrase."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    errors = parsed.get("errors") if isinstance(parsed, dict) else None
+    if not isinstance(errors, list):
+        return ""
+    phrases = []
+    for error in errors:
+        if not isinstance(error, dict):
+            continue
+        code = str(error.get("code", "")).strip()
+        message = str(error.get("message", "")).strip()
+        phrases.append(" ".join(part for part in (code, message and f"({message})") if part))
+    return "; ".join(p for p in phrases if p)
+
+
+def _read_answer(response: requests.Response, what: str, limit: int) -> _Answer:
+    parts: list[bytes] = []
+    total = 0
+    for chunk in _stream(response, what):
+        total += len(chunk)
+        if total > limit:
+            raise RegistryError(f"{what}: answer larger than {limit} bytes")
+        parts.append(chunk)
+    link = response.links.get("next", {}).get("url")
+    return _Answer(
+        status=response.status_code,
+        reason=response.reason or "",
+        headers=response.headers,
+        body=b"".join(parts),
+        url=response.url,
+        next_page=urljoin(response.url, link) if link else None,
+    )
+
+
+def _stream(response: requests.Response, what: str) -> Iterator[bytes]:
+    with translate_errors(what):
+        yield from response.iter_content(CHUNK_SIZE)
+
+
+def _tags_from(answer: _Answer, what: str) -> list[str]:
+    try:
+        body = json.loads(answer.body)
+    except ValueError:
+        raise RegistryError(f"{what}: the registry answered with invalid JSON") from None
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RegistryError(f"{what}: the registry's tag list is not a list of strings")
+    return tags
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip()
+
+
+def _declared_type(body: bytes) -> str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    value = parsed.get("mediaType") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _verify_bytes(content: bytes, digest: str, size: int, what: str) -> None:
+    if len(content) != size:
+        raise DigestMismatch(f"{what}: content is {len(content)} bytes, expected {size}")
+    actual = digest_of(content, digest.partition(":")[0])
+    if actual != digest:
+        raise DigestMismatch(f"{what}: content has digest {actual}, expected {digest}")
+
+
+def _chunks(content: bytes | BinaryIO, size: int) -> Iterator[bytes]:
+    if isinstance(content, bytes):
+        for start in range(0, len(content), size):
+            yield content[start : start + size]
+        return
+    while chunk := content.read(size):
+        yield chunk
+
+
+def _with_query(url: str, **extra: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *extra.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
