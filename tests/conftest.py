@@ -1,0 +1,78 @@
+"""Shared fixtures: real registries started once per session, and a clean environment per test.
+
+The machinery lives in ``tests.registries``; this file only wires it into pytest.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.registries import (
+    RegistryServer,
+    require_tool,
+    start_plain_registry,
+    start_tls_registry,
+    start_token_registry,
+)
+
+# Variables that would let a developer's own setup leak into a test (credentials, proxies).
+# REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE stay: the machine sets them and the code must cope.
+_SCRUBBED_VARIABLES = (
+    "DOCKER_CONFIG",
+    "REGWATCH_USERNAME",
+    "REGWATCH_PASSWORD",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+@pytest.fixture(autouse=True)
+def scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Isolate every test from ambient credentials and proxies, and make retries fast."""
+    for name in [*(n for n in os.environ if n.startswith("AWS_")), *_SCRUBBED_VARIABLES]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REGWATCH_RETRY_BASE_SECONDS", "0.01")
+
+
+@pytest.fixture(scope="session")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """docker-registry over plain HTTP without auth."""
+    server = start_plain_registry(
+        require_tool("docker-registry"), tmp_path_factory.mktemp("plain-registry")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """docker-registry over HTTPS (suite CA in ``ca_path``) with Basic auth for alice."""
+    registry_bin = require_tool("docker-registry")
+    htpasswd_bin = require_tool("htpasswd")
+    server = start_tls_registry(registry_bin, htpasswd_bin, tmp_path_factory.mktemp("tls-registry"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """docker-registry over HTTP with Bearer tokens; bob and the service are on the server."""
+    server = start_token_registry(
+        require_tool("docker-registry"), tmp_path_factory.mktemp("token-registry")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,327 @@
+"""A tiny Docker token service (the ``realm`` of a Bearer challenge) for the registry tests.
+
+docker-registry only verifies tokens; something has to issue them. Writing the issuer here keeps the
+suite free of extra daemons and lets tests steer it: count requests, check what a client asked
+for, and hand out useless tokens on purpose to exercise a client's token refresh.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+TOKEN_LIFETIME_SECONDS = 300
+
+
+class SeenRequest(NamedTuple):
+    """One request that reached the token service, kept so tests can assert on client behaviour."""
+
+    path: str
+    query: str
+    had_auth: bool
+
+
+class Scope(NamedTuple):
+    """One parsed ``type:name:actions`` scope, e.g. ``repository:foo/bar:pull,push``."""
+
+    type: str
+    name: str
+    actions: tuple[str, ...]
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as JWS compact serialization wants it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def libtrust_key_id(public_key: rsa.RSAPublicKey) -> str:
+    """The key id docker-registry derives for a key of its ``rootcertbundle``.
+
+    A token's ``kid`` must match it exactly, or the registry cannot find the verification key.
+    """
+    spki = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    encoded = base64.b32encode(hashlib.sha256(spki).digest()[:30]).decode("ascii").rstrip("=")
+    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
+
+
+def parse_scopes(values: list[str]) -> list[Scope]:
+    """Parse every ``scope`` parameter; one parameter may hold several scopes separated by spaces.
+
+    The name is what lies between the first and the last colon, so names with a colon survive.
+    """
+    scopes: list[Scope] = []
+    for value in values:
+        for item in value.split():
+            type_, sep, rest = item.partition(":")
+            name, sep2, actions = rest.rpartition(":")
+            if not (sep and sep2 and type_ and name):
+                raise ValueError(f"invalid scope {item!r}")
+            scopes.append(Scope(type_, name, tuple(a for a in actions.split(",") if a)))
+    return scopes
+
+
+def _self_signed_certificate(key: rsa.RSAPrivateKey, common_name: str) -> x509.Certificate:
+    """A certificate for the signing key: docker-registry reads keys only from certificates."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+class _TokenHTTPServer(ThreadingHTTPServer):
+    """The HTTP server, with a back reference to the service that owns the policy and counters."""
+
+    daemon_threads = True
+
+    def __init__(self, service: TokenService) -> None:
+        super().__init__(("127.0.0.1", 0), _TokenRequestHandler)
+        self.service = service
+
+
+class _TokenRequestHandler(BaseHTTPRequestHandler):
+    """Answers ``GET /token``; everything else is 404."""
+
+    server: _TokenHTTPServer
+
+    def do_GET(self) -> None:
+        """Record the request, then issue a token or explain why not."""
+        service = self.server.service
+        split = urlsplit(self.path)
+        authorization = self.headers.get("Authorization")
+        service.record(SeenRequest(split.path, split.query, authorization is not None))
+        if split.path != "/token":
+            self._send_json(404, _errors("NOT_FOUND", "no such endpoint"))
+            return
+        query = parse_qs(split.query, keep_blank_values=True)
+        user = service.authenticate(authorization)
+        if user is None:
+            self._send_json(
+                401,
+                _errors("UNAUTHORIZED", "invalid username or password"),
+                {"WWW-Authenticate": f'Basic realm="{service.issuer}"'},
+            )
+            return
+        requested_service = query.get("service", [service.service])[-1]
+        if requested_service != service.service:
+            self._send_json(
+                400, _errors("INVALID_SERVICE", f"unknown service {requested_service!r}")
+            )
+            return
+        try:
+            scopes = parse_scopes(query.get("scope", []))
+        except ValueError as exc:
+            self._send_json(400, _errors("INVALID_SCOPE", str(exc)))
+            return
+        self._send_json(200, service.issue(user, scopes))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: the tests read ``requests_seen`` instead of a noisy stderr."""
+
+    def _send_json(
+        self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _errors(code: str, message: str) -> dict[str, Any]:
+    """The registry's error envelope, which clients already know how to report."""
+    return {"errors": [{"code": code, "message": message}]}
+
+
+class TokenService:
+    """Issues RS256 JWTs that docker-registry accepts, on ``http://127.0.0.1:<port>/token``.
+
+    Policy: a user with valid Basic credentials gets every requested action on every resource;
+    an anonymous caller gets only ``pull`` on repositories under ``public/``. Wrong credentials
+    get 401. Use ``start()``/``stop()``; ``realm`` goes into the registry's ``auth.token``.
+    """
+
+    def __init__(self, *, issuer: str, service: str, users: Mapping[str, str]) -> None:
+        self.issuer = issuer
+        self.service = service
+        self._users = dict(users)
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key_id = libtrust_key_id(self._key.public_key())
+        certificate = _self_signed_certificate(self._key, issuer)
+        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        self._lock = threading.Lock()
+        self._requests: list[SeenRequest] = []
+        self._tokens_issued = 0
+        self._empty_access_remaining = 0
+        self._server = _TokenHTTPServer(self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def realm(self) -> str:
+        """The token endpoint, exactly as the registry advertises it in its challenge."""
+        return f"{self.url}/token"
+
+    def start(self) -> TokenService:
+        """Serve in a daemon thread, so a crashed session cannot hang on it."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
+                name="regwatch-token-service",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket (idempotent)."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    # -- test hooks ---------------------------------------------------------------------------
+
+    @property
+    def requests_seen(self) -> list[SeenRequest]:
+        """A snapshot of every request so far, in arrival order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def tokens_issued(self) -> int:
+        with self._lock:
+            return self._tokens_issued
+
+    def reset(self) -> None:
+        """Forget requests, counters and pending empty-access tokens (the service is shared)."""
+        with self._lock:
+            self._requests.clear()
+            self._tokens_issued = 0
+            self._empty_access_remaining = 0
+
+    def issue_empty_access(self, n: int) -> None:
+        """Make the next ``n`` tokens grant nothing, so the registry answers 401 to them."""
+        with self._lock:
+            self._empty_access_remaining = n
+
+    # -- used by the request handler ----------------------------------------------------------
+
+    def record(self, request: SeenRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def authenticate(self, authorization: str | None) -> str | None:
+        """Return the user name ("" when anonymous), or None when the credentials are wrong."""
+        if authorization is None:
+            return ""
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, password = decoded.partition(":")
+        expected = self._users.get(username)
+        if not sep or expected is None:
+            return None
+        if not hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8")):
+            return None
+        return username
+
+    def grant(self, user: str, scopes: list[Scope]) -> list[dict[str, Any]]:
+        """Apply the policy; scopes naming the same resource are merged, ungranted ones dropped."""
+        merged: dict[tuple[str, str], list[str]] = {}
+        for scope in scopes:
+            if user:
+                allowed = list(scope.actions)
+            elif scope.type == "repository" and scope.name.startswith("public/"):
+                allowed = ["pull"] if {"pull", "*"} & set(scope.actions) else []
+            else:
+                allowed = []
+            actions = merged.setdefault((scope.type, scope.name), [])
+            actions.extend(a for a in allowed if a not in actions)
+        return [
+            {"type": type_, "name": name, "actions": actions}
+            for (type_, name), actions in merged.items()
+            if actions
+        ]
+
+    def issue(self, user: str, scopes: list[Scope]) -> dict[str, Any]:
+        """Build the token response; counts the token and consumes one empty-access slot."""
+        with self._lock:
+            empty = self._empty_access_remaining > 0
+            if empty:
+                self._empty_access_remaining -= 1
+            self._tokens_issued += 1
+        access = [] if empty else self.grant(user, scopes)
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": self.service,
+            "exp": now + TOKEN_LIFETIME_SECONDS,
+            "nbf": now - 30,
+            "iat": now,
+            "jti": secrets.token_hex(16),
+            "access": access,
+        }
+        token = self.sign(claims)
+        issued_at = dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "token": token,
+            "access_token": token,
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+            "issued_at": issued_at,
+        }
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        """JWS compact serialization with RS256, written out so the suite needs no JWT library."""
+        header = {"typ": "JWT", "alg": "RS256", "kid": self.key_id}
+        signing_input = ".".join(
+            b64url(json.dumps(part, separators=(",", ":")).encode("utf-8"))
+            for part in (header, claims)
+        )
+        signature = self._key.sign(
+            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
+        )
+        return f"{signing_input}.{b64url(signature)}"
