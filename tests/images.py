@@ -38,7 +38,12 @@ class Blob:
         return sha256(self.data)
 
     def descriptor(self, **extra: object) -> dict[str, object]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data), **extra}
+        return {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
+            **extra,
+        }
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,10 @@ def image(
         "rootfs": {"type": "layers", "diff_ids": [sha256(gzip.decompress(body.data))]},
     }
     if docker:
-        config_type, manifest_type = "application/vnd.docker.container.image.v1+json", mt.DOCKER_MANIFEST_V2
+        config_type, manifest_type = (
+            "application/vnd.docker.container.image.v1+json",
+            mt.DOCKER_MANIFEST_V2,
+        )
         body = Blob("application/vnd.docker.image.rootfs.diff.tar.gzip", body.data)
     else:
         config_type, manifest_type = "application/vnd.oci.image.config.v1+json", mt.OCI_MANIFEST
@@ -145,9 +153,7 @@ def write_oci_layout(directory: Path, tag: str, item: Image) -> Path:
     for blob in (item.config, *item.layers, item.manifest):
         (blobs / blob.digest.removeprefix("sha256:")).write_bytes(blob.data)
     (directory / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    descriptor = item.manifest.descriptor(
-        annotations={"org.opencontainers.image.ref.name": tag}
-    )
+    descriptor = item.manifest.descriptor(annotations={"org.opencontainers.image.ref.name": tag})
     (directory / "index.json").write_text(
         json.dumps({"schemaVersion": 2, "manifests": [descriptor]})
     )
@@ -158,7 +164,13 @@ def skopeo_copy(
     layout: Path, tag: str, server: RegistryServer, repository: str, *extra: str
 ) -> None:
     """Push an OCI layout into a test registry with skopeo, trusting the suite's CA."""
-    args = [require_tool("skopeo"), "copy", "--quiet", *extra, *_skopeo_flags("dest", server, layout)]
+    args = [
+        require_tool("skopeo"),
+        "copy",
+        "--quiet",
+        *extra,
+        *_skopeo_flags("dest", server, layout),
+    ]
     args += [f"oci:{layout}:{tag}", f"docker://{server.host}/{repository}:{tag}"]
     subprocess.run(args, check=True, capture_output=True, timeout=120)
 

@@ -122,7 +122,9 @@ def test_chunked_upload_and_file_upload(server: RegistryServer) -> None:
         assert blob.read() == other
 
 
-def test_upload_refuses_bytes_that_do_not_match_their_digest(plain_registry: RegistryServer) -> None:
+def test_upload_refuses_bytes_that_do_not_match_their_digest(
+    plain_registry: RegistryServer,
+) -> None:
     client = client_for(plain_registry)
     with pytest.raises(DigestMismatch, match="expected"):
         client.upload_blob(fresh_repo(plain_registry), b"abc", images.sha256(b"abd"), 3)
@@ -186,7 +188,7 @@ def test_wrong_password_is_refused_without_leaking_it(
 
 def test_tls_without_the_ca_fails_with_a_hint(tls_registry: RegistryServer) -> None:
     client = client_for(tls_registry, ca=False)
-    with pytest.raises(TLSFailure, match="certificate verify failed.*ca_certs"):
+    with pytest.raises(TLSFailure, match=r"certificate verify failed.*ca_certs"):
         client.list_tags(fresh_repo(tls_registry))
 
 
@@ -205,7 +207,9 @@ def test_ca_certs_win_over_requests_ca_bundle(
 def test_a_bad_ca_certificate_is_named_by_index(tls_registry: RegistryServer) -> None:
     good = tls_registry.ca_pem or ""
     with pytest.raises(ConfigError, match=r"ca_certs\[1\]"):
-        Transport(ca_certs=[good, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"])
+        Transport(
+            ca_certs=[good, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----"]
+        )
     with pytest.raises(ConfigError, match=r"ca_certs\[0\] is not a PEM"):
         Transport(ca_certs=["hello"])
 

@@ -1,0 +1,150 @@
+"""The import-direction table of docs/architecture.md, checked against the code with `ast`.
+
+The table here *is* the architecture: a module that is not in it, or imports across a line it
+draws, fails this test, so the picture in the docs cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "regwatch"
+
+VOCABULARY = ("regwatch.errors", "regwatch.refs", "regwatch.versioning", "regwatch.config")
+IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.manifests")
+EVENTS = ("regwatch.events",)
+
+# (module or package prefix, regwatch modules it may import, third-party packages it may import)
+RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
+    ("regwatch.__init__", (), frozenset()),
+    ("regwatch.__main__", ("regwatch.frontends.cli",), frozenset()),
+    ("regwatch.errors", (), frozenset()),
+    ("regwatch.refs", VOCABULARY, frozenset({"pydantic"})),
+    ("regwatch.versioning", VOCABULARY, frozenset({"pydantic", "semver"})),
+    ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
+    ("regwatch.net", ("regwatch.errors", "regwatch.config"), frozenset({"requests", "urllib3"})),
+    ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
+    (
+        "regwatch.registry.credentials",
+        (*VOCABULARY, "regwatch.net", "regwatch.registry."),
+        frozenset({"requests", "boto3", "botocore"}),
+    ),
+    (
+        "regwatch.registry.",
+        (*VOCABULARY, "regwatch.net", *IMAGE_FORMATS, "regwatch.registry."),
+        frozenset({"requests"}),
+    ),
+    (
+        "regwatch.trust",
+        (*VOCABULARY, "regwatch.net", "regwatch.registry."),
+        frozenset({"cryptography"}),
+    ),
+    ("regwatch.observe", VOCABULARY, frozenset()),
+    ("regwatch.events", VOCABULARY, frozenset({"pydantic", "semver"})),
+    (
+        "regwatch.decide",
+        (*VOCABULARY, *EVENTS, "regwatch.observe"),
+        frozenset({"pydantic", "semver"}),
+    ),
+    (
+        "regwatch.projections.",
+        (*VOCABULARY, *EVENTS, "regwatch.projections."),
+        frozenset({"pydantic", "semver"}),
+    ),
+    (
+        "regwatch.store.",
+        (*VOCABULARY, *EVENTS, "regwatch.store."),
+        frozenset({"sqlalchemy", "alembic"}),
+    ),
+    ("regwatch.service", ("regwatch.",), frozenset()),
+    (
+        "regwatch.frontends.notify",
+        (
+            "regwatch.service",
+            "regwatch.config",
+            "regwatch.errors",
+            "regwatch.projections.",
+            "regwatch.net",
+            "regwatch.frontends.",
+        ),
+        frozenset(),
+    ),
+    (
+        "regwatch.frontends.",
+        (
+            "regwatch.service",
+            "regwatch.config",
+            "regwatch.errors",
+            "regwatch.projections.",
+            "regwatch.frontends.",
+        ),
+        frozenset({"apscheduler", "rich"}),
+    ),
+]
+
+
+def module_name(path: Path) -> str:
+    """Dotted name; a package's `__init__` keeps its name so package rules cover it."""
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    )
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                found.add(".".join([*base, node.module] if node.module else base))
+            elif node.module:
+                found.add(node.module)
+    return found
+
+
+def rule_for(module: str) -> tuple[str, tuple[str, ...], frozenset[str]] | None:
+    for rule in RULES:
+        prefix = rule[0]
+        if module == prefix or (prefix.endswith(".") and module.startswith(prefix)):
+            return rule
+    return None
+
+
+def allowed(imported: str, prefixes: tuple[str, ...]) -> bool:
+    return any(imported == p or (p.endswith(".") and imported.startswith(p)) for p in prefixes)
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_imports_follow_the_architecture(path: Path) -> None:
+    module = module_name(path)
+    rule = rule_for(module)
+    assert rule is not None, f"{module} is not in the architecture table: add it (and to the docs)"
+    _, own, third_party = rule
+    for imported in sorted(imports_of(path)):
+        top = imported.partition(".")[0]
+        if top in sys.stdlib_module_names or imported == "__future__":
+            continue
+        if top == "regwatch":
+            if imported == "regwatch":  # the version string
+                continue
+            assert allowed(imported, own), f"{module} must not import {imported}"
+        else:
+            assert top in third_party, f"{module} must not import third-party {top}"
+
+
+def test_every_module_starts_with_a_docstring() -> None:
+    missing = [
+        module_name(p) for p in MODULES if ast.get_docstring(ast.parse(p.read_text())) is None
+    ]
+    assert missing == []
