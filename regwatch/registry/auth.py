@@ -60,11 +60,15 @@ def parse_challenges(header: str) -> list[Challenge]:
         end = starts[index + 1].start() if index + 1 < len(starts) else len(header)
         body = header[match.end() : end]
         params = {
-            key.lower(): (quoted.replace('\\"', '"') if quoted is not None else bare)
-            for key, quoted, bare in _PARAM_RE.findall(body)
+            m.group(1).lower(): _unquote(m.group(2)) if m.group(2) is not None else m.group(3)
+            for m in _PARAM_RE.finditer(body)
         }
         challenges.append(Challenge(match.group(1).lower(), params))
     return challenges
+
+
+def _unquote(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
 
 
 def preferred_challenge(header: str) -> Challenge | None:
