@@ -346,15 +346,17 @@ class RegistryClient:
         stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
-        """One request with our credentials; on a 401 the token is renewed once and resent."""
+        """One request with our credentials; on a 401 the token is renewed once and resent.
+
+        Every URL reaching here is on the registry's own host (`_same_registry`), so the
+        `Authorization` header never travels elsewhere; requests drops it on redirects.
+        """
         auth = self._connected().authenticator
-        sendable = retry is not False and not hasattr(data, "read")
-        for attempt in (1, 2):
-            merged = dict(headers or {})
+
+        def attempt(scopes: tuple[str, ...]) -> requests.Response:
             value = auth.authorization(scopes)
-            if value:
-                merged["Authorization"] = value
-            response = self._transport.request(
+            merged = {**(headers or {}), **({"Authorization": value} if value else {})}
+            return self._transport.request(
                 method,
                 url,
                 what=what,
@@ -362,16 +364,17 @@ class RegistryClient:
                 params=params,
                 data=data,
                 stream=stream,
-                retry=retry if sendable else False,
+                retry=retry,
             )
-            if response.status_code != 401 or attempt == 2 or not sendable:
-                return response
-            challenge = response.headers.get("WWW-Authenticate")
-            if not auth.refresh(scopes, challenge):
-                return response
-            scopes = auth.scopes_with(scopes, challenge)
-            response.close()
-        raise AssertionError("unreachable")
+
+        response = attempt(scopes)
+        if response.status_code != 401 or hasattr(data, "read"):
+            return response
+        challenge = response.headers.get("WWW-Authenticate")
+        if not auth.refresh(scopes, challenge):
+            return response
+        response.close()
+        return attempt(auth.scopes_with(scopes, challenge))
 
     def _connected(self) -> _Connection:
         with self._connect_lock:
