@@ -98,11 +98,11 @@ def measure(server: RegistryServer, heads: int) -> str:
 
     def sequential() -> None:
         for _ in range(heads):
-            reader.head_manifest(ref)
+            reader.resolve(ref)
 
     def threaded() -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda _: reader.head_manifest(ref), range(heads)))
+            list(pool.map(lambda _: reader.resolve(ref), range(heads)))
 
     seq = timed(sequential)
     par = timed(threaded)

@@ -170,14 +170,16 @@ class Authenticator:
             )
 
     def _realm_host_allowed(self, realm_netloc: str) -> bool:
-        """A private realm is fine on the registry's own host, or when the registry is this machine.
+        """A private realm is fine on the registry's own host, or on loopback for a local registry.
 
         The second half is our answer to the Go original's refusal of a token service on another
-        loopback port (quirk Q20): a registry on loopback is already inside the machine.
+        loopback port (quirk Q20): both ends are this machine, so nothing leaves it.
         """
         registry_host = host_without_port(self.registry)
         realm_host = host_without_port(realm_netloc)
-        return realm_host == registry_host or is_loopback(registry_host)
+        return realm_host == registry_host or (
+            is_loopback(registry_host) and is_loopback(realm_host)
+        )
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> _Token:
         realm = challenge.params["realm"]

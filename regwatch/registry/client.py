@@ -8,6 +8,7 @@ between threads.
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -55,6 +56,13 @@ class Descriptor:
 class Manifest:
     descriptor: Descriptor
     body: bytes
+
+
+class _Head(enum.Enum):
+    """What a manifest HEAD said when it did not give a usable descriptor."""
+
+    MISSING = "missing"
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -121,35 +129,39 @@ class RegistryClient:
         return tags
 
     def resolve(self, reference: Reference) -> Descriptor | None:
-        """The manifest a reference names: HEAD first, GET when HEAD is not conclusive.
+        """The manifest a reference names: HEAD first, GET only when HEAD is not conclusive.
 
-        `None` means the registry says it does not exist. A HEAD answer without type, length
-        and digest (or with a digest that contradicts the reference) falls back to GET.
+        `None` means the registry says it does not exist (a 404 to HEAD needs no GET). A HEAD
+        answer without type, length and digest, with a digest that contradicts the reference,
+        with any other status, or lost to the network, falls back to GET (spec §3.5).
         """
-        descriptor = self.head_manifest(reference)
-        if descriptor is not None:
-            return descriptor
+        head = self._head_manifest(reference)
+        if head is _Head.MISSING:
+            return None
+        if isinstance(head, Descriptor):
+            return head
         manifest = self.get_manifest(reference, missing_ok=True)
         return manifest.descriptor if manifest else None
 
-    def head_manifest(self, reference: Reference) -> Descriptor | None:
-        """A conclusive HEAD answer, or None (not found, or a GET is needed to know)."""
+    def _head_manifest(self, reference: Reference) -> Descriptor | _Head:
         what = f"resolve {reference}"
         url = self._manifest_url(reference)
         scopes = (pull_scope(reference.repository),)
         try:
-            answer = self._exchange("HEAD", url, scopes, what, {"Accept": _ACCEPT_MANIFESTS})
+            # Not retried: anything but a clean answer falls back to GET, which is.
+            answer = self._exchange(
+                "HEAD", url, scopes, what, {"Accept": _ACCEPT_MANIFESTS}, retry=False
+            )
         except NetworkError:
-            return None
-        if answer.status != 200:
-            return None
+            return _Head.INCONCLUSIVE
+        if answer.status == 404:
+            return _Head.MISSING
         media_type = _media_type(answer.headers.get("Content-Type"))
         length = answer.headers.get("Content-Length", "")
         digest = answer.headers.get("Docker-Content-Digest", "")
-        if not (media_type and length.isdigit() and digest):
-            return None
-        if reference.digest and digest != reference.digest:
-            return None
+        conclusive = answer.status == 200 and bool(media_type and length.isdigit() and digest)
+        if not conclusive or (reference.digest and digest != reference.digest):
+            return _Head.INCONCLUSIVE
         return Descriptor(media_type, digest, int(length))
 
     def exists(self, reference: Reference) -> bool:
