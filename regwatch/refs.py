@@ -41,8 +41,7 @@ class Repository:
 
     @property
     def wire_host(self) -> str:
-        """The host to send requests to, which differs from the canonical one on Docker Hub."""
-        return DOCKER_HUB_WIRE if self.is_docker_hub else self.registry
+        return wire_host(self.registry)
 
     @property
     def name(self) -> str:
@@ -73,6 +72,11 @@ class Reference:
         if self.digest:
             return f"{self.repository}@{self.digest}"
         return f"{self.repository}:{self.tag or 'latest'}"
+
+
+def wire_host(registry: str) -> str:
+    """The host to send requests to, which differs from the canonical one on Docker Hub."""
+    return DOCKER_HUB_WIRE if registry == DOCKER_HUB else registry
 
 
 def parse_registry(text: str) -> str:

@@ -30,7 +30,7 @@ from regwatch.errors import (
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
 from regwatch.net import Transport, translate_errors
-from regwatch.refs import Reference, Repository, plain_http_allowed
+from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
 from regwatch.registry.auth import Authenticator, Credentials, preferred_challenge
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -97,7 +97,7 @@ class RegistryClient:
         insecure: bool = False,
     ) -> None:
         self.registry = registry
-        self._wire_host = Repository(registry, "x").wire_host
+        self._wire_host = wire_host(registry)
         self._transport = transport
         self._credentials = credentials
         self._plain_http_allowed = insecure or plain_http_allowed(registry)

@@ -562,11 +562,7 @@ def test_link_to_another_host_is_refused(
     repo: Repository,
     transports: list[GuardedTransport],
 ) -> None:
-    try:
-        elsewhere = FaultRegistry("127.0.0.2")
-    except OSError as exc:  # pragma: no cover - every Linux routes 127/8 to lo
-        pytest.skip(f"cannot listen on 127.0.0.2: {exc}")
-    with elsewhere:
+    with FaultRegistry("127.0.0.2") as elsewhere:
         elsewhere.route("GET", TAGS, tags_reply(REPO, ["stolen"]))
         fault_registry.paginate_to(f"{elsewhere.url}{TAGS}?last=a", ["a"])
 
@@ -580,6 +576,27 @@ def test_link_to_another_host_is_refused(
         assert elsewhere.tls_probes == 0
     assert fault_registry.count("GET", TAGS) == 1
     assert all(t.blocked == [] for t in transports)
+
+
+def test_credentials_do_not_follow_a_blob_redirect_to_another_host(
+    fault_registry: FaultRegistry, make_client: MakeClient, repo: Repository
+) -> None:
+    """Registries send blob GETs to storage elsewhere; our Basic header must stay home."""
+    data = b"layer bytes"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with FaultRegistry("127.0.0.2") as storage:
+        storage.route("GET", "/storage/blob", blob_reply(data))
+        location = {"Location": f"{storage.url}/storage/blob"}
+        fault_registry.route("GET", blob_path(REPO, digest), empty_reply(307, **location))
+        client = make_client(Credentials(USERNAME, PASSWORD))
+
+        with client.open_blob(repo, digest, len(data)) as reader:
+            assert reader.read() == data
+
+        assert [r.path for r in storage.seen] == ["/storage/blob"]
+        assert "authorization" not in storage.seen[0].headers
+    home = [r for r in fault_registry.seen if r.path == blob_path(REPO, digest)]
+    assert home[0].headers["authorization"].startswith("Basic ")
 
 
 @pytest.mark.parametrize("cycle", [1, 2], ids=["self", "two-pages"])
