@@ -291,8 +291,8 @@ def _connection_reason(exc: BaseException) -> str:
 def _tls_reason(exc: BaseException) -> str:
     text = str(_innermost(exc))
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        detail = re.search(r"certificate verify failed: ([^(')]+)", text)
-        reason = detail.group(1).strip() if detail else "untrusted certificate"
+        detail = re.search(r"certificate verify failed: (.+?)(?: \(_ssl\.c:\d+\))?['\")]*$", text)
+        reason = detail.group(1).strip().rstrip(".") if detail else "untrusted certificate"
         return f"certificate verify failed ({reason}); add the registry's CA to ca_certs"
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "the server does not speak TLS on this port"

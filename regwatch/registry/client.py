@@ -123,7 +123,7 @@ class RegistryClient:
             answer = self._exchange("GET", url, (pull_scope(repository),), what, limit=_TAGS_LIMIT)
             if answer.status == 404 and not _registry_errors(answer.body):
                 return tags
-            _expect(answer, what, 200)
+            self._expect(answer, what, 200)
             tags.extend(_tags_from(answer, what))
             url = self._same_registry(answer.next_page, what) if answer.next_page else None
         return tags
@@ -176,7 +176,7 @@ class RegistryClient:
         answer = self._exchange("GET", url, scopes, what, headers, limit=MAX_MANIFEST_BYTES)
         if answer.status == 404 and missing_ok:
             return None
-        _expect(answer, what, 200)
+        self._expect(answer, what, 200)
         body = answer.body
         media_type = _media_type(answer.headers.get("Content-Type")) or _declared_type(body)
         algorithm = reference.digest.partition(":")[0] if reference.digest else "sha256"
@@ -196,7 +196,7 @@ class RegistryClient:
         url = f"{self.base_url}/v2/{repository.path}/blobs/{digest}"
         with self._send("GET", url, (pull_scope(repository),), what, stream=True) as response:
             if response.status_code != 200:
-                raise _status_error(_read_answer(response, what, _ERROR_LIMIT), what)
+                raise self._error(_read_answer(response, what, _ERROR_LIMIT), what)
             yield VerifyingReader(_stream(response, what), digest, size, what)
 
     def blob_size(self, repository: Repository, digest: str) -> int | None:
@@ -206,7 +206,7 @@ class RegistryClient:
         answer = self._exchange("HEAD", url, (pull_scope(repository),), what)
         if answer.status == 404:
             return None
-        _expect(answer, what, 200)
+        self._expect(answer, what, 200)
         length = answer.headers.get("Content-Length", "")
         return int(length) if length.isdigit() else 0
 
@@ -243,7 +243,7 @@ class RegistryClient:
         answer = self._exchange("POST", url, scopes, what, params=query)
         if answer.status == 201:
             return True
-        _expect(answer, what, 202)
+        self._expect(answer, what, 202)
         self._cancel_upload(repository, self._location(answer, what), what)
         return False
 
@@ -259,7 +259,7 @@ class RegistryClient:
         scopes = (push_scope(reference.repository),)
         headers = {"Content-Type": media_type}
         answer = self._exchange("PUT", url, scopes, what, headers, data=body)
-        _expect(answer, what, 201)
+        self._expect(answer, what, 201)
         answered = answer.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise DigestMismatch(f"{what}: registry stored it as {answered}, expected {digest}")
@@ -270,7 +270,7 @@ class RegistryClient:
     def _start_upload(self, repository: Repository, what: str) -> str:
         url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
         answer = self._exchange("POST", url, (push_scope(repository),), what)
-        _expect(answer, what, 202)
+        self._expect(answer, what, 202)
         return self._location(answer, what)
 
     def _finish_upload(
@@ -295,14 +295,14 @@ class RegistryClient:
                     "Content-Length": str(len(chunk)),
                 }
                 answer = self._exchange("PATCH", location, scopes, what, headers, data=chunk)
-                _expect(answer, what, 202)
+                self._expect(answer, what, 202)
                 location = self._location(answer, what)
                 offset += len(chunk)
             body, size = b"", 0
         headers = {**octets, "Content-Length": str(size)}
         url = _with_query(location, digest=digest)
         answer = self._exchange("PUT", url, scopes, what, headers, data=body, retry=False)
-        _expect(answer, what, 201)
+        self._expect(answer, what, 201)
 
     def _cancel_upload(self, repository: Repository, location: str, what: str) -> None:
         with contextlib.suppress(RegistryError, NetworkError):
@@ -417,8 +417,15 @@ class RegistryClient:
                 break
             if answer.status == 401:
                 raise AuthFailed(f"{what}: 401 with no challenge regwatch can answer", 401)
-            raise _status_error(answer, what)
+            raise self._error(answer, what)
         raise _combined(failures, self.registry)
+
+    def _expect(self, answer: _Answer, what: str, status: int) -> None:
+        if answer.status != status:
+            raise self._error(answer, what)
+
+    def _error(self, answer: _Answer, what: str) -> RegistryError:
+        return _status_error(answer, what, anonymous=self._credentials is None)
 
 
 @dataclass(frozen=True)
@@ -440,17 +447,17 @@ def _tail(error: NetworkError) -> str:
     return str(error).split(": ", 1)[-1]
 
 
-def _expect(answer: _Answer, what: str, status: int) -> None:
-    if answer.status != status:
-        raise _status_error(answer, what)
-
-
-def _status_error(answer: _Answer, what: str) -> RegistryError:
+def _status_error(answer: _Answer, what: str, *, anonymous: bool) -> RegistryError:
     status = answer.status
     detail = _registry_errors(answer.body) or answer.reason.lower() or "error"
     message = f"{what}: {status} {detail}"
     if status == 401:
-        return AuthFailed(f"{message}; check username and password", status)
+        hint = (
+            "the registry needs a username and password"
+            if anonymous
+            else ("check username and password")
+        )
+        return AuthFailed(f"{message}; {hint}", status)
     if status == 403:
         return AuthFailed(f"{message}; the credentials lack access", status)
     if status == 404:

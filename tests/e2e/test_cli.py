@@ -128,6 +128,15 @@ def test_wrong_password(request: pytest.FixtureRequest, kind: str) -> None:
     assert secret not in run.stderr
 
 
+@pytest.mark.parametrize("kind", ["tls", "token"])
+def test_no_credentials_for_a_registry_that_needs_them(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    server: RegistryServer = request.getfixturevalue(f"{kind}_registry")
+    run = regwatch("tags", *access_args(server), f"{server.host}/private/repo")
+    assert_one_line_error(run, "401", "the registry needs a username and password")
+
+
 def test_missing_ca(tls_registry: RegistryServer) -> None:
     run = regwatch("tags", f"{tls_registry.host}/any/repo", env=access_env(tls_registry))
     assert_one_line_error(run, "certificate verify failed", "ca_certs")
