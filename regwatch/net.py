@@ -96,13 +96,13 @@ def is_transient_status(status: int) -> bool:
 
 
 class _NoAuth(requests.auth.AuthBase):
-    """Keeps requests from adding `.netrc` credentials to a request we send anonymously."""
+    """Keeps requests from adding `.netrc` credentials: we decide what each request carries."""
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         return r
 
 
-NO_AUTH: Final = _NoAuth()
+_NO_AUTH: Final = _NoAuth()
 
 
 @dataclass
@@ -150,7 +150,6 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | Sequence[str]] | None = None,
         data: bytes | BinaryIO | None = None,
-        auth: requests.auth.AuthBase = NO_AUTH,
         stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
@@ -165,7 +164,7 @@ class Transport:
         attempt = 0
         while True:
             try:
-                response = self._send(method, url, what, headers, params, data, auth, stream)
+                response = self._send(method, url, what, headers, params, data, stream)
             except Unreachable as exc:
                 if not (retry and _is_reset(exc)):
                     raise
@@ -200,7 +199,6 @@ class Transport:
         headers: Mapping[str, str] | None,
         params: Mapping[str, str | Sequence[str]] | None,
         data: bytes | BinaryIO | None,
-        auth: requests.auth.AuthBase,
         stream: bool,
     ) -> requests.Response:
         with self._lock:
@@ -212,7 +210,7 @@ class Transport:
                 headers=dict(headers or {}),
                 params=params,
                 data=data,
-                auth=auth,
+                auth=_NO_AUTH,
                 stream=stream,
                 timeout=self.timeout,
                 verify=self.verify,

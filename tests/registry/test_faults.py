@@ -29,7 +29,7 @@ from regwatch.errors import (
     RegwatchError,
     Unreachable,
 )
-from regwatch.net import NO_AUTH, RetryPolicy, Transport
+from regwatch.net import RetryPolicy, Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import MAX_MANIFEST_BYTES, Descriptor, RegistryClient
@@ -105,7 +105,6 @@ class GuardedTransport(Transport):
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | Sequence[str]] | None = None,
         data: bytes | BinaryIO | None = None,
-        auth: requests.auth.AuthBase = NO_AUTH,
         stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
@@ -121,7 +120,6 @@ class GuardedTransport(Transport):
             headers=headers,
             params=params,
             data=data,
-            auth=auth,
             stream=stream,
             retry=retry,
         )
