@@ -1,6 +1,11 @@
-"""Manifest media types, and which of them name an index of platform images."""
+"""Manifest media types, and choosing one platform's image from an index."""
 
 from __future__ import annotations
+
+import platform as platform_module
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
@@ -28,3 +33,46 @@ INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 
 def is_index(media_type: str) -> bool:
     return media_type in INDEX_MEDIA_TYPES
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        parts = [self.os, self.architecture, *([self.variant] if self.variant else [])]
+        return "/".join(parts)
+
+
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
+
+
+def wanted_platform(architecture: str | None, os: str | None) -> Platform:
+    """The platform to pick from an index: given parts, else this machine's (spec §2.4).
+
+    `architecture` may carry a variant, `arm64/v8` or `arm/v7` (quirk Q1).
+    """
+    arch, _, variant = (architecture or "").partition("/")
+    if not arch:
+        machine = platform_module.machine().lower()
+        arch = _GO_ARCH.get(machine, machine)
+    return Platform(os or "linux", arch, variant or None)
+
+
+def select_child(index: Mapping[str, Any], wanted: Platform) -> Mapping[str, Any] | None:
+    """The first descriptor of an index whose platform matches (no platform means linux/amd64).
+
+    The variant is compared only when the wanted platform names one.
+    """
+    for child in index.get("manifests") or ():
+        if not isinstance(child, Mapping):
+            continue
+        platform = child.get("platform") or {"os": "linux", "architecture": "amd64"}
+        if platform.get("os") != wanted.os or platform.get("architecture") != wanted.architecture:
+            continue
+        if wanted.variant and platform.get("variant") != wanted.variant:
+            continue
+        return child
+    return None

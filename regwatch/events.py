@@ -1,0 +1,132 @@
+"""The persisted vocabulary: past-tense facts about a repository, each with a stable `kind`.
+
+These payloads are a contract with every database ever written: a change to a model needs a
+new `SCHEMA_VERSION` for its kind and an upcaster from the old payload, tested on an old payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TagAppeared(_Event):
+    """A tag was seen for the first time (or again after it had disappeared)."""
+
+    kind: Literal["TagAppeared"] = "TagAppeared"
+    tag: str
+    digest: str
+
+
+class TagMoved(_Event):
+    """A tag now points at another manifest."""
+
+    kind: Literal["TagMoved"] = "TagMoved"
+    tag: str
+    old_digest: str
+    new_digest: str
+
+
+class TagDisappeared(_Event):
+    """A full listing no longer shows the tag, or looking it up found nothing."""
+
+    kind: Literal["TagDisappeared"] = "TagDisappeared"
+    tag: str
+    digest: str
+
+
+class PlatformImage(_Event):
+    """One child of an index: its platform and manifest digest."""
+
+    os: str
+    architecture: str
+    variant: str | None = None
+    digest: str
+
+
+class ImageInspected(_Event):
+    """What a manifest (and, for one image, its config) told us; inspected once per digest."""
+
+    kind: Literal["ImageInspected"] = "ImageInspected"
+    digest: str
+    media_type: str
+    size: int
+    created: datetime | None = None
+    platforms: tuple[PlatformImage, ...] = ()
+
+
+class ImagePushed(_Event):
+    """regwatch pushed this manifest under these tags."""
+
+    kind: Literal["ImagePushed"] = "ImagePushed"
+    digest: str
+    tags: tuple[str, ...]
+
+
+class PollSucceeded(_Event):
+    """One observation of the repository completed: what it cost."""
+
+    kind: Literal["PollSucceeded"] = "PollSucceeded"
+    requests: int
+    duration_seconds: float
+    source: str = "check"
+
+
+class PollFailed(_Event):
+    """One observation of the repository failed; the error as the user saw it."""
+
+    kind: Literal["PollFailed"] = "PollFailed"
+    error: str
+    requests: int
+    duration_seconds: float
+    source: str = "check"
+
+
+Event = Annotated[
+    TagAppeared
+    | TagMoved
+    | TagDisappeared
+    | ImageInspected
+    | ImagePushed
+    | PollSucceeded
+    | PollFailed,
+    Field(discriminator="kind"),
+]
+
+SCHEMA_VERSION: Mapping[str, int] = {
+    "TagAppeared": 1,
+    "TagMoved": 1,
+    "TagDisappeared": 1,
+    "ImageInspected": 1,
+    "ImagePushed": 1,
+    "PollSucceeded": 1,
+    "PollFailed": 1,
+}
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+"""(kind, schema version) → a function lifting that payload to the next schema version."""
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def to_payload(event: Event) -> dict[str, Any]:
+    """The JSON object stored for an event (its `kind` is stored beside it, not inside)."""
+    return event.model_dump(mode="json", exclude={"kind"})
+
+
+def from_payload(kind: str, schema_version: int, payload: Mapping[str, Any]) -> Event:
+    """Rebuild an event from storage, upcasting old payloads to the current schema."""
+    data = dict(payload)
+    version = schema_version
+    while version < SCHEMA_VERSION.get(kind, version):
+        data = UPCASTERS[(kind, version)](data)
+        version += 1
+    return _ADAPTER.validate_python({**data, "kind": kind})

@@ -1,0 +1,197 @@
+"""What we saw: an `Observation` of one repository, and `observe()`, which spends the requests.
+
+An observation records its scope (the full listing when one was made, the tags it looked up
+and the ones it found missing), so `decide` never infers a disappearance from a tag this poll
+did not ask about. Digests are resolved concurrently; results are the same as resolving one
+by one in listing order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from regwatch.config import Source, Version
+from regwatch.selection import (
+    Mode,
+    bare_tag,
+    cursor_first,
+    mode_of,
+    regex_matches,
+    semver_candidates,
+)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What inspecting a manifest (and its config) told us."""
+
+    digest: str
+    media_type: str
+    size: int
+    created: datetime | None
+    platforms: tuple[tuple[str, str, str | None, str], ...] = ()
+    """(os, architecture, variant, child digest) of each image in an index."""
+
+
+class RegistryReader(Protocol):
+    """The registry as `observe` needs it, for one repository."""
+
+    def list_tags(self) -> list[str]: ...
+
+    def digest(self, reference: str) -> str | None:
+        """The digest a tag or digest names now, or None when there is no such manifest."""
+        ...
+
+    def inspect(self, digest: str) -> ImageFacts: ...
+
+
+@dataclass(frozen=True)
+class Observation:
+    stream: str
+    taken_at: datetime
+    listed: tuple[str, ...] | None = None
+    resolved: Mapping[str, str] = field(default_factory=dict)
+    missing: frozenset[str] = frozenset()
+    digests_present: frozenset[str] = frozenset()
+    inspected: tuple[ImageFacts, ...] = ()
+
+
+def observe(
+    reader: RegistryReader,
+    source: Source,
+    cursor: Version | None,
+    *,
+    stream: str,
+    now: Callable[[], datetime],
+    known_images: frozenset[str] = frozenset(),
+) -> Observation:
+    """Look at the registry as the check mode needs; `known_images` are not inspected again."""
+    mode = mode_of(source)
+    taken_at = now()
+    pool = _Resolver(reader, source.concurrency)
+    if mode is Mode.TAG:
+        return _observe_tag(pool, reader, source.tag or "", cursor, stream, taken_at)
+    listed = tuple(reader.list_tags())
+    if mode is Mode.REGEX:
+        pool.resolve(regex_matches(listed, source))
+        inspected: tuple[ImageFacts, ...] = ()
+        if source.created_at_sort:
+            digests = dict.fromkeys(d for d in pool.found.values() if d not in known_images)
+            inspected = tuple(pool.map(reader.inspect, list(digests)))
+        return pool.observation(stream, taken_at, listed, inspected=inspected)
+    _resolve_semver(pool, listed, source, cursor)
+    return pool.observation(stream, taken_at, listed)
+
+
+def _observe_tag(
+    pool: _Resolver,
+    reader: RegistryReader,
+    tag: str,
+    cursor: Version | None,
+    stream: str,
+    taken_at: datetime,
+) -> Observation:
+    """One HEAD for the tag; one more for the cursor's digest when the tag has moved (§3.2)."""
+    pool.resolve([tag])
+    current = pool.found.get(tag)
+    present: frozenset[str] = frozenset()
+    moved = current and cursor and cursor.digest and cursor.digest != current
+    if moved and cursor and reader.digest(cursor.digest) is not None:
+        present = frozenset({cursor.digest})
+    return pool.observation(stream, taken_at, None, digests_present=present)
+
+
+def _resolve_semver(
+    pool: _Resolver, listed: Sequence[str], source: Source, cursor: Version | None
+) -> None:
+    """Resolve what semver mode needs: the cursor's tag first, then only newer versions.
+
+    Quirk Q2: when the bare tag's digest is not among the versions resolved, older versions
+    are resolved newest first until one carries it, so the bare tag is not mistaken for a new
+    version.
+    """
+    bare = bare_tag(source)
+    candidates = semver_candidates(listed, source)
+    by_tag = {c.tag: c for c in candidates}
+    ordered = [by_tag[t] for t in cursor_first([c.tag for c in candidates], cursor)]
+    floor = None
+    if cursor and cursor.tag in by_tag:
+        pool.resolve([cursor.tag])
+        if pool.found.get(cursor.tag) == cursor.digest:
+            floor = by_tag[cursor.tag]
+    newer = [c for c in ordered if floor is None or c.version > floor.version]
+    pool.resolve([*(c.tag for c in newer), *([bare] if bare in listed else [])])
+    if floor is None or bare not in pool.found:
+        return
+    kept = {pool.found[c.tag] for c in (floor, *newer) if c.tag in pool.found}
+    if pool.found[bare] in kept:
+        return
+    older = sorted(
+        (c for c in candidates if c.tag not in pool.found and not c.version > floor.version),
+        key=lambda c: c.version,
+        reverse=True,
+    )
+    bare_digest = pool.found[bare]
+    for start in range(0, len(older), pool.width):
+        batch = older[start : start + pool.width]
+        pool.resolve([c.tag for c in batch])
+        if any(pool.found.get(c.tag) == bare_digest for c in batch):
+            return
+
+
+class _Resolver:
+    """Resolves tags with at most `width` requests in flight, remembering every answer."""
+
+    def __init__(self, reader: RegistryReader, width: int) -> None:
+        self._reader = reader
+        self.width = width
+        self.found: dict[str, str] = {}
+        self.missing: set[str] = set()
+
+    def resolve(self, tags: Sequence[str]) -> None:
+        todo = [t for t in dict.fromkeys(tags) if t not in self.found and t not in self.missing]
+        for tag, digest in zip(todo, self.map(self._reader.digest, todo), strict=True):
+            if digest is None:
+                self.missing.add(tag)
+            else:
+                self.found[tag] = digest
+
+    def map(self, work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+        if self.width == 1 or len(items) <= 1:
+            return [work(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.width, len(items))) as pool:
+            futures = [pool.submit(work, item) for item in items]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def observation(
+        self,
+        stream: str,
+        taken_at: datetime,
+        listed: tuple[str, ...] | None,
+        *,
+        inspected: tuple[ImageFacts, ...] = (),
+        digests_present: frozenset[str] = frozenset(),
+    ) -> Observation:
+        listing_order = {t: self.found[t] for t in listed or () if t in self.found}
+        resolved = {**listing_order, **self.found}
+        return Observation(
+            stream=stream,
+            taken_at=taken_at,
+            listed=listed,
+            resolved=resolved,
+            missing=frozenset(self.missing),
+            digests_present=digests_present,
+            inspected=inspected,
+        )
