@@ -1,18 +1,58 @@
-"""The use cases, wired from the registry client, and later the store and projections.
+"""The use cases, the one place that wires registry, observations, store and projections.
 
-Front ends call these functions and nothing deeper, so every front end shares one path.
+Front ends call these functions and nothing deeper, so every front end shares one path: the
+stateless Concourse `check` runs the same observe → decide → append → project flow as the
+daemon will, on a throw-away store unless `source.store` names a persistent one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from regwatch.errors import NotFound
+from regwatch.config import Source, Version
+from regwatch.decide import RepoState, decide, fold
+from regwatch.errors import (
+    ConfigError,
+    Conflict,
+    NotFound,
+    RegistryError,
+    RegwatchError,
+    UnsupportedMedia,
+)
+from regwatch.events import SCHEMA_VERSION, Event, PollSucceeded, from_payload, to_payload
+from regwatch.image.manifests import is_index, select_child, wanted_platform
 from regwatch.net import Transport
-from regwatch.refs import parse_reference, parse_repository
+from regwatch.observe import ImageFacts, Observation, observe
+from regwatch.projections.versions import check_versions
+from regwatch.refs import (
+    Reference,
+    Repository,
+    parse_digest,
+    parse_reference,
+    parse_registry,
+    parse_repository,
+)
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+
+if TYPE_CHECKING:
+    from regwatch.store.eventstore import EventStore, NewEvent
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -53,3 +93,247 @@ def resolve_digest(reference: str, access: Access) -> str:
     if descriptor is None:
         raise NotFound(f"resolve {ref}: manifest unknown", 404)
     return descriptor.digest
+
+
+# -- check --------------------------------------------------------------------------------------
+
+
+def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> list[Version]:
+    """Concourse `check`: the mirror first for Docker Hub images, then the origin (spec §3–4)."""
+    _refuse_unsupported(source)
+    origin = _parse_origin(source)
+    mirror = _mirror_of(origin, source)
+    with _store(source) as store:
+        if mirror is not None:
+            mirror_repo, mirror_access = mirror
+            try:
+                found = _check_repository(
+                    store, origin, mirror_repo, mirror_access, source, cursor, now
+                )
+            except RegwatchError as exc:
+                log.warning("checking mirror %s failed: %s", mirror_repo, exc)
+            else:
+                if found:
+                    return found
+                log.warning("checking mirror %s failed: tag not found", mirror_repo)
+        try:
+            return _check_repository(store, origin, origin, _access(source), source, cursor, now)
+        except RegwatchError as exc:
+            raise _prefixed(exc, f"checking origin {source.repository} failed") from exc
+
+
+def _check_repository(
+    store: EventStore,
+    origin: Repository,
+    repository: Repository,
+    access: Access,
+    source: Source,
+    cursor: Version | None,
+    now: Clock,
+) -> list[Version]:
+    """Observe one repository, record what changed under the origin's stream, project."""
+    transport = Transport(ca_certs=access.ca_certs)
+    try:
+        reader = _Reader(connect(repository.registry, access, transport), repository, source)
+        stream = origin.name
+        state, version = _load(store, stream)
+        started = time.monotonic()
+        observation = observe(
+            reader, source, cursor, stream=stream, now=now, known_images=frozenset(state.images)
+        )
+        poll = PollSucceeded(
+            requests=transport.requests_sent, duration_seconds=round(time.monotonic() - started, 3)
+        )
+        state = _record(store, stream, state, version, observation, poll)
+        return check_versions(state, observation, source, cursor)
+    finally:
+        transport.close()
+
+
+def _record(
+    store: EventStore,
+    stream: str,
+    state: RepoState,
+    version: int,
+    observation: Observation,
+    poll: PollSucceeded,
+) -> RepoState:
+    """Append what the observation changed; on a conflict, reload and decide once more."""
+
+    def append(state: RepoState, version: int) -> list[Event]:
+        events = decide(state, observation)
+        new = [_new_event(e, observation.taken_at) for e in (*events, poll)]
+        store.append(stream, version, new)
+        return events
+
+    try:
+        events = append(state, version)
+    except Conflict:
+        state, version = _load(store, stream)
+        events = append(state, version)
+    return fold(events, state)
+
+
+def _load(store: EventStore, stream: str) -> tuple[RepoState, int]:
+    stored = store.load(stream)
+    events = (from_payload(e.kind, e.schema_version, e.payload) for e in stored)
+    return fold(events), (stored[-1].version if stored else 0)
+
+
+def _new_event(event: Event, observed_at: datetime) -> NewEvent:
+    from regwatch.store.eventstore import NewEvent  # noqa: PLC0415  # see _store
+
+    return NewEvent(
+        kind=event.kind,
+        payload=to_payload(event),
+        observed_at=observed_at,
+        schema_version=SCHEMA_VERSION[event.kind],
+    )
+
+
+@contextlib.contextmanager
+def _store(source: Source) -> Iterator[EventStore]:
+    """The source's store, or a throw-away one, open for the length of one command."""
+    # Imported here: SQLAlchemy and Alembic add ~0.4 s to start-up, which `tags` and `digest`
+    # never need.
+    from regwatch.store.migrate import open_store  # noqa: PLC0415
+
+    store = open_store(source.store)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _refuse_unsupported(source: Source) -> None:
+    if source.aws_region:
+        raise ConfigError("cannot authenticate with ECR: ECR support (aws_region) is not built yet")
+    if source.azure_acr:
+        raise ConfigError("cannot authenticate with ACR: ACR support (azure_acr) is not built yet")
+
+
+def _parse_origin(source: Source) -> Repository:
+    try:
+        return parse_repository(source.repository)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"checking origin {source.repository} failed: resolve repository: {exc}"
+        ) from None
+
+
+def _mirror_of(origin: Repository, source: Source) -> tuple[Repository, Access] | None:
+    """The mirror applies to Docker Hub images only, with its own credentials (spec §4)."""
+    mirror = source.registry_mirror
+    if mirror is None or not mirror.host or not origin.is_docker_hub:
+        return None
+    try:
+        repository = origin.on_registry(parse_registry(mirror.host))
+    except ConfigError as exc:
+        raise ConfigError(f"failed to resolve mirror: parse mirror registry: {exc}") from None
+    access = Access(mirror.username, mirror.password, source.ca_certs, source.insecure)
+    return repository, access
+
+
+def _access(source: Source) -> Access:
+    return Access(source.username, source.password, source.ca_certs, source.insecure)
+
+
+def _prefixed(exc: RegwatchError, prefix: str) -> RegwatchError:
+    if isinstance(exc, RegistryError):
+        return type(exc)(f"{prefix}: {exc}", exc.status)
+    return type(exc)(f"{prefix}: {exc}")
+
+
+class _Reader:
+    """The registry client seen through `observe.RegistryReader`, for one repository."""
+
+    def __init__(self, client: RegistryClient, repository: Repository, source: Source) -> None:
+        self._client = client
+        self._repository = repository
+        self._platform = wanted_platform(
+            source.platform.architecture if source.platform else None,
+            source.platform.os if source.platform else None,
+        )
+
+    def list_tags(self) -> list[str]:
+        return self._client.list_tags(self._repository)
+
+    def digest(self, reference: str) -> str | None:
+        ref = self._reference(reference)
+        descriptor = self._client.resolve(ref)
+        return descriptor.digest if descriptor else None
+
+    def inspect(self, digest: str) -> ImageFacts:
+        """Manifest, platform child for an index, and the config's `created` (spec §3.4)."""
+        manifest = self._client.get_manifest(self._reference(digest))
+        document = _json(manifest.body, f"manifest {digest}")
+        platforms: tuple[tuple[str, str, str | None, str], ...] = ()
+        image = document
+        if is_index(manifest.descriptor.media_type) or "manifests" in document:
+            platforms = _platforms(document)
+            child = select_child(document, self._platform)
+            if child is None:
+                raise UnsupportedMedia(
+                    f"no child with platform {self._platform} in index {self._repository}@{digest}"
+                )
+            child_manifest = self._client.get_manifest(self._reference(str(child.get("digest"))))
+            image = _json(child_manifest.body, f"manifest {child.get('digest')}")
+        config = image.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+            raise UnsupportedMedia(f"manifest {digest} of {self._repository} has no config")
+        config_digest = parse_digest(config["digest"])
+        with self._client.open_blob(self._repository, config_digest, config.get("size")) as blob:
+            config_body = blob.read()
+        created = _created(_json(config_body, f"config {config_digest}").get("created"))
+        return ImageFacts(
+            digest=digest,
+            media_type=manifest.descriptor.media_type,
+            size=manifest.descriptor.size,
+            created=created,
+            platforms=platforms,
+        )
+
+    def _reference(self, text: str) -> Reference:
+        if text.startswith(("sha256:", "sha512:")):
+            return Reference(self._repository, digest=parse_digest(text))
+        return Reference(self._repository, tag=text)
+
+
+def _json(body: bytes, what: str) -> dict[str, object]:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise UnsupportedMedia(f"{what} is not JSON") from None
+    if not isinstance(document, dict):
+        raise UnsupportedMedia(f"{what} is not a JSON object")
+    return document
+
+
+def _platforms(index: dict[str, object]) -> tuple[tuple[str, str, str | None, str], ...]:
+    found = []
+    for child in index.get("manifests") or ():  # type: ignore[attr-defined]
+        if isinstance(child, dict) and isinstance(child.get("platform"), dict):
+            platform = child["platform"]
+            found.append(
+                (
+                    str(platform.get("os", "")),
+                    str(platform.get("architecture", "")),
+                    platform.get("variant"),
+                    str(child.get("digest", "")),
+                )
+            )
+    return tuple(found)
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def _created(value: object) -> datetime | None:
+    """The config's RFC 3339 `created` (nanoseconds cut to microseconds); None when absent."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

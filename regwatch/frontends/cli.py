@@ -12,6 +12,7 @@ from typing import TextIO
 
 from regwatch import __version__, service
 from regwatch.errors import ConfigError, RegwatchError
+from regwatch.frontends import concourse
 
 log = logging.getLogger("regwatch")
 
@@ -27,6 +28,9 @@ def main(
     err = stderr or sys.stderr
     env = os.environ if environ is None else environ
     args = _parser().parse_args(argv)
+    if hasattr(args, "concourse"):
+        protocol: Callable[..., int] = args.concourse
+        return protocol([], sys.stdin, out, err)
     _configure_logging(err, debug=args.debug)
     command: Callable[[argparse.Namespace, Mapping[str, str], TextIO], None] = args.command
     try:
@@ -119,6 +123,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     digest.add_argument("reference", metavar="REFERENCE", help="e.g. alpine:3.20 or app@sha256:…")
     digest.set_defaults(command=_digest)
+
+    check = commands.add_parser(
+        "check",
+        help="Concourse check: JSON request on stdin, versions as JSON on stdout",
+        description="Run the Concourse resource's check step (as /opt/resource/check does).",
+    )
+    check.set_defaults(concourse=concourse.check_main)
     return parser
 
 

@@ -140,7 +140,7 @@ class RegistryClient:
             return None
         if isinstance(head, Descriptor):
             return head
-        manifest = self.get_manifest(reference, missing_ok=True)
+        manifest = self.find_manifest(reference)
         return manifest.descriptor if manifest else None
 
     def _head_manifest(self, reference: Reference) -> Descriptor | _Head:
@@ -167,14 +167,21 @@ class RegistryClient:
     def exists(self, reference: Reference) -> bool:
         return self.resolve(reference) is not None
 
-    def get_manifest(self, reference: Reference, *, missing_ok: bool = False) -> Manifest | None:
-        """GET a manifest and check it hashes to the digest it was asked for."""
+    def get_manifest(self, reference: Reference) -> Manifest:
+        """GET a manifest and check it hashes to the digest it was asked for; 404 is NotFound."""
+        manifest = self.find_manifest(reference)
+        if manifest is None:
+            raise NotFound(f"get manifest {reference}: manifest unknown", 404)
+        return manifest
+
+    def find_manifest(self, reference: Reference) -> Manifest | None:
+        """Like `get_manifest`, but absence is None."""
         what = f"get manifest {reference}"
         url = self._manifest_url(reference)
         scopes = (pull_scope(reference.repository),)
         headers = {"Accept": _ACCEPT_MANIFESTS}
         answer = self._exchange("GET", url, scopes, what, headers, limit=MAX_MANIFEST_BYTES)
-        if answer.status == 404 and missing_ok:
+        if answer.status == 404:
             return None
         self._expect(answer, what, 200)
         body = answer.body

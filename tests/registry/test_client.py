@@ -93,7 +93,9 @@ def test_missing_manifest_and_blob_are_absent_not_errors(server: RegistryServer)
     images.push(client, repo, "present", images.image("present"))
 
     assert client.resolve(Reference(repo, tag="absent")) is None
-    assert client.get_manifest(Reference(repo, tag="absent"), missing_ok=True) is None
+    assert client.find_manifest(Reference(repo, tag="absent")) is None
+    with pytest.raises(NotFound, match="manifest unknown"):
+        client.get_manifest(Reference(repo, tag="absent"))
     assert client.blob_size(repo, images.sha256(b"never pushed")) is None
 
 

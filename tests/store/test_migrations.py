@@ -1,24 +1,176 @@
+"""Alembic owns the schema: upgrades and downgrades work, and models == migrations."""
+
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+from regwatch.errors import SchemaNotCurrent, StoreError
+from regwatch.store import migrate
+from regwatch.store.engine import create_engine
+from regwatch.store.schema import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_alembic_upgrades_an_empty_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def engine(store_url: str) -> Iterator[sa.Engine]:
+    """An engine on an empty database, on every backend."""
+    engine = create_engine(store_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(sa.inspect(connection).get_table_names()) - {"sqlite_sequence"}
+
+
+def test_head_is_the_first_revision() -> None:
+    assert migrate.head_revision() == "0001"
+
+
+def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:
+    assert migrate.current_revision(engine) is None
+    assert not migrate.is_current(engine)
+
+    migrate.upgrade(engine)
+
+    assert migrate.current_revision(engine) == "0001"
+    assert migrate.is_current(engine)
+    assert tables(engine) == {"alembic_version", "events", "checkpoints"}
+    migrate.require_current(engine)
+
+
+def test_upgrade_is_idempotent(engine: sa.Engine) -> None:
+    migrate.upgrade(engine)
+    migrate.upgrade(engine)
+    assert migrate.is_current(engine)
+
+
+def test_require_current_refuses_an_empty_database(engine: sa.Engine) -> None:
+    with pytest.raises(SchemaNotCurrent) as caught:
+        migrate.require_current(engine)
+
+    message = str(caught.value)
+    assert "at revision base (empty), needs 0001; run `regwatch migrate`" in message
+    assert "\n" not in message
+
+
+def test_require_current_names_a_revision_this_regwatch_does_not_know(
+    engine: sa.Engine,
 ) -> None:
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+
+    assert not migrate.is_current(engine)
+    with pytest.raises(SchemaNotCurrent, match=r"at revision 9999, newer than .*upgrade regwatch"):
+        migrate.require_current(engine)
+
+
+def test_downgrade_to_base_and_upgrade_again(engine: sa.Engine) -> None:
+    migrate.upgrade(engine)
+
+    migrate.downgrade(engine, "base")
+    assert migrate.current_revision(engine) is None
+    assert tables(engine) == {"alembic_version"}
+    with pytest.raises(SchemaNotCurrent, match="base"):
+        migrate.require_current(engine)
+
+    migrate.upgrade(engine)
+    assert migrate.is_current(engine)
+    assert tables(engine) == {"alembic_version", "events", "checkpoints"}
+
+
+def test_unknown_target_revision_is_a_store_error(engine: sa.Engine) -> None:
+    with pytest.raises(StoreError, match=r"upgrade the schema to 4242 in .*4242"):
+        migrate.upgrade(engine, "4242")
+
+
+def test_models_match_migrations(engine: sa.Engine) -> None:
+    migrate.upgrade(engine)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, metadata)
+
+    assert differences == []
+
+
+def test_open_store_on_a_file_migrates_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with migrate.open_store(url) as store:
+        assert migrate.is_current(store.engine)
+    with migrate.open_store(url) as store:
+        assert migrate.is_current(store.engine)
+
+
+@pytest.mark.parametrize("url", [None, "sqlite://", "sqlite:///:memory:"])
+def test_throw_away_store_is_migrated_in_memory(url: str | None) -> None:
+    """Every connection of an in-memory store sees the one database the migration built."""
+    with migrate.open_store(url) as store:
+        assert migrate.is_current(store.engine)
+        store.set_checkpoint("seed", 7)
+        assert store.checkpoint("seed") == 7
+        assert store.engine.url.get_backend_name() == "sqlite"
+
+
+def test_migrating_from_code_leaves_logging_alone(tmp_path: Path) -> None:
+    existing = logging.getLogger("regwatch.test.existing")
+    handlers = list(logging.getLogger().handlers)
+
+    migrate.upgrade(f"sqlite:///{tmp_path / 'store.db'}")
+
+    assert not existing.disabled
+    assert logging.getLogger().handlers == handlers
+
+
+def test_alembic_ini_upgrades_from_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'store.db'}"
     monkeypatch.setenv("REGWATCH_DATABASE_URL", url)
+
     command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
-    engine = sa.create_engine(url)
+
+    engine = create_engine(url)
     try:
-        with engine.connect() as connection:
-            assert sa.inspect(connection).has_table("alembic_version")
+        assert migrate.is_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_alembic_command_line_upgrades_and_downgrades(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    environment = {**os.environ, "REGWATCH_DATABASE_URL": url}
+    alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini")]
+
+    for step in (["upgrade", "head"], ["downgrade", "base"], ["upgrade", "head"]):
+        done = subprocess.run(
+            [*alembic, *step],
+            check=False,
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+    assert "Running upgrade  -> 0001" in done.stderr  # alembic.ini's logging, on the CLI only
+
+    engine = create_engine(url)
+    try:
+        assert migrate.is_current(engine)
     finally:
         engine.dispose()

@@ -1,0 +1,1 @@
+"""The append-only event log: schema, engine tuning, the store itself and its migrations."""

@@ -1,0 +1,260 @@
+"""The event store: append with an expected version, read a stream, read all, checkpoints.
+
+Optimistic concurrency is the unique key on (stream, version), not code: a writer that lost a
+race fails to insert and gets `Conflict`. Writers also hold the store's write lock (see
+`engine.write_transaction`), which turns most races into a clean pre-check and keeps positions
+in commit order. SQLAlchemy's exceptions become `StoreError`s here, once, in `translated`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+
+from regwatch.errors import Conflict, StoreError
+from regwatch.store.engine import write_transaction
+from regwatch.store.schema import checkpoints as checkpoints_table
+from regwatch.store.schema import events as events_table
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended; the store gives it a stream, version and position."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    observed_at: datetime
+    schema_version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.observed_at.utcoffset() is None:
+            raise ValueError(f"{self.kind}: observed_at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as the store holds it; datetimes come back timezone-aware, in UTC."""
+
+    position: int
+    stream: str
+    version: int
+    kind: str
+    schema_version: int
+    payload: dict[str, Any]
+    observed_at: datetime
+    recorded_at: datetime
+
+
+_BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventStore:
+    """One database's event log; safe to share between threads (except in-memory SQLite)."""
+
+    def __init__(self, engine: sa.Engine, clock: Callable[[], datetime] = _utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def append(
+        self, stream: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> list[StoredEvent]:
+        """Append `events` as versions expected_version+1… of `stream`, in one transaction.
+
+        `expected_version` is the version the caller decided on (0 for a new stream); when
+        another writer got there first, nothing is written and `Conflict` is raised.
+        """
+        if not events:
+            return []
+        recorded_at = _utc(self._clock())
+        rows: list[dict[str, Any]] = [
+            {
+                "stream": stream,
+                "version": expected_version + offset,
+                "kind": event.kind,
+                "schema_version": event.schema_version,
+                # What a reader will get back: JSON types only (tuples become lists, no NaN).
+                "payload": json.loads(json.dumps(event.payload, allow_nan=False)),
+                "observed_at": _utc(event.observed_at),
+                "recorded_at": recorded_at,
+            }
+            for offset, event in enumerate(events, start=1)
+        ]
+
+        def lost_race() -> Conflict:
+            # A writer that does not take our lock won after the pre-check.
+            return _conflict(stream, expected_version, self.stream_version(stream))
+
+        with (
+            translated(self._engine, f"append to stream {stream}", on_conflict=lost_race),
+            write_transaction(self._engine) as connection,
+        ):
+            found = _stream_version(connection, stream)
+            if found != expected_version:
+                raise _conflict(stream, expected_version, found)
+            insert = events_table.insert().returning(
+                events_table.c.position, sort_by_parameter_order=True
+            )
+            positions = connection.execute(insert, rows).scalars().all()
+        return [
+            StoredEvent(position=position, **row)
+            for position, row in zip(positions, rows, strict=True)
+        ]
+
+    def load(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
+        """The events of `stream` with a version above `after_version`, oldest first."""
+        query = (
+            sa.select(events_table)
+            .where(events_table.c.stream == stream, events_table.c.version > after_version)
+            .order_by(events_table.c.version)
+        )
+        return self._read(f"load stream {stream}", query)
+
+    def stream_version(self, stream: str) -> int:
+        """The version of the newest event in `stream`; 0 when the stream has none."""
+        with (
+            translated(self._engine, f"read the version of stream {stream}"),
+            self._engine.connect() as connection,
+        ):
+            return _stream_version(connection, stream)
+
+    def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """Events of every stream with a position above `after`, in position order.
+
+        Positions may have gaps (a rolled-back append can consume some), never reorderings.
+        """
+        query = (
+            sa.select(events_table)
+            .where(events_table.c.position > after)
+            .order_by(events_table.c.position)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return self._read(f"read events after position {after}", query)
+
+    def checkpoint(self, name: str) -> int:
+        """The position the follower `name` has processed; 0 when it never saved one."""
+        query = sa.select(checkpoints_table.c.position).where(checkpoints_table.c.name == name)
+        with (
+            translated(self._engine, f"read checkpoint {name}"),
+            self._engine.connect() as connection,
+        ):
+            position = connection.execute(query).scalar_one_or_none()
+        return 0 if position is None else int(position)
+
+    def set_checkpoint(self, name: str, position: int) -> None:
+        values = {"position": position, "updated_at": _utc(self._clock())}
+        with (
+            translated(self._engine, f"save checkpoint {name}"),
+            write_transaction(self._engine) as connection,
+        ):
+            updated = connection.execute(
+                checkpoints_table.update().where(checkpoints_table.c.name == name).values(values)
+            )
+            if updated.rowcount == 0:
+                connection.execute(checkpoints_table.insert().values(name=name, **values))
+
+    def close(self) -> None:
+        """Release every pooled connection; an in-memory database is gone afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _read(self, action: str, query: sa.Select[Any]) -> list[StoredEvent]:
+        with translated(self._engine, action), self._engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [
+            StoredEvent(
+                position=row["position"],
+                stream=row["stream"],
+                version=row["version"],
+                kind=row["kind"],
+                schema_version=row["schema_version"],
+                payload=row["payload"],
+                observed_at=_utc(row["observed_at"]),
+                recorded_at=_utc(row["recorded_at"]),
+            )
+            for row in rows
+        ]
+
+
+@contextmanager
+def translated(
+    engine: sa.Engine, action: str, on_conflict: Callable[[], Conflict] | None = None
+) -> Iterator[None]:
+    """Turn SQLAlchemy and driver errors into one-line `StoreError`s naming the database.
+
+    `action` says what was being done; the URL is rendered without its password. A clash on
+    (stream, version) raises what `on_conflict` returns, when given.
+    """
+    try:
+        yield
+    except exc.IntegrityError as err:
+        if on_conflict is not None and _is_stream_version_violation(err):
+            raise on_conflict() from err
+        raise _store_error(engine, action, err) from err
+    except exc.SQLAlchemyError as err:
+        raise _store_error(engine, action, err) from err
+
+
+def _stream_version(connection: sa.Connection, stream: str) -> int:
+    query = sa.select(sa.func.coalesce(sa.func.max(events_table.c.version), 0)).where(
+        events_table.c.stream == stream
+    )
+    return int(connection.execute(query).scalar_one())
+
+
+def _conflict(stream: str, expected: int, found: int) -> Conflict:
+    return Conflict(f"stream {stream}: expected version {expected}, found {found}")
+
+
+def _utc(moment: datetime) -> datetime:
+    """Aware UTC; a naive value is UTC already (SQLite stores no offset)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _is_stream_version_violation(err: exc.IntegrityError) -> bool:
+    # PostgreSQL names the constraint; SQLite names the columns.
+    text = str(err.orig)
+    return "uq_events_stream_version" in text or "events.stream, events.version" in text
+
+
+def _store_error(engine: sa.Engine, action: str, err: exc.SQLAlchemyError) -> StoreError:
+    where = engine.url.render_as_string(hide_password=True)
+    return StoreError(f"{action} in {where}: {_reason(err)}")
+
+
+def _reason(err: exc.SQLAlchemyError) -> str:
+    """The driver's own words on one line (no SQL, no parameters), with advice where known."""
+    text = str(err.orig) if isinstance(err, exc.StatementError) else _BACKGROUND.sub("", str(err))
+    text = " ".join(text.split()) or type(err).__name__
+    if "database is locked" in text or "database table is locked" in text:
+        return f"{text}: another writer held the lock past the busy timeout"
+    return text

@@ -1,0 +1,53 @@
+"""The tables of the event store, as SQLAlchemy Core metadata; Alembic revisions mirror it.
+
+`tests/store/test_migrations.py` compares this metadata with a database migrated to head, so a
+change here without a revision (or the other way round) fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only treats a column spelled INTEGER PRIMARY KEY as the rowid; BIGINT would not
+# autoincrement there.
+_POSITION = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+events = sa.Table(
+    "events",
+    metadata,
+    # The global order readers follow. AUTOINCREMENT on SQLite: a position is never handed out
+    # twice, even after the newest rows are deleted (job-run events may be compacted).
+    sa.Column("position", _POSITION, primary_key=True, autoincrement=True),
+    sa.Column("stream", sa.String(512), nullable=False),
+    # 1-based, per stream; the unique constraint below *is* optimistic concurrency control.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(128), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    # Its index also serves "load a stream in version order"; no second index is needed.
+    sa.UniqueConstraint("stream", "version"),
+    sa.Index(None, "kind"),
+    sqlite_autoincrement=True,
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
