@@ -219,3 +219,46 @@ def test_unknown_repository_and_wrong_password(
     assert_fails(run, "401")
     assert wrong["password"] not in run.stderr
     assert events(database) == []
+
+
+def test_mirror_answers_for_docker_hub_images_with_its_own_credentials(
+    tls_registry: RegistryServer,
+) -> None:
+    name = f"mirrored-{uuid.uuid4().hex[:8]}"
+    item = images.image("mirrored")
+    client = RegistryClient(
+        tls_registry.host,
+        Transport(ca_certs=[tls_registry.ca_pem or ""]),
+        Credentials(tls_registry.username or "", tls_registry.password or ""),
+    )
+    images.push(client, Repository(tls_registry.host, f"library/{name}"), "1.0.0", item)
+    mirror = {
+        "host": tls_registry.host,
+        "username": tls_registry.username,
+        "password": tls_registry.password,
+    }
+    source = {
+        "repository": name,
+        "username": "someone-else",
+        "password": "not-for-the-mirror",
+        "ca_certs": [tls_registry.ca_pem],
+        "registry_mirror": mirror,
+    }
+    run = check({"source": source})
+    assert run.code == 0, run.stderr
+    assert run.versions == [{"tag": "1.0.0", "digest": item.digest}]
+    assert "checking mirror" not in run.stderr
+
+
+def test_mirror_is_ignored_for_other_registries(plain_registry: RegistryServer) -> None:
+    item = images.image("not-mirrored")
+    repo = seed(plain_registry, {"2.0.0": item})
+    source = {"repository": repo, "registry_mirror": {"host": "127.0.0.1:9"}}
+    run = check({"source": source})
+    assert run.versions == [{"tag": "2.0.0", "digest": item.digest}], run.stderr
+    assert "mirror" not in run.stderr
+
+
+def test_bad_mirror_host() -> None:
+    run = check({"source": {"repository": "busybox", "registry_mirror": {"host": "bad host!"}}})
+    assert_fails(run, "failed to resolve mirror: parse mirror registry")
