@@ -132,7 +132,7 @@ def _check_repository(
     now: Clock,
 ) -> list[Version]:
     """Observe one repository, record what changed under the origin's stream, project."""
-    transport = Transport(ca_certs=access.ca_certs)
+    transport = Transport(ca_certs=access.ca_certs, pool_size=max(16, source.concurrency))
     try:
         reader = _Reader(connect(repository.registry, access, transport), repository, source)
         stream = origin.name
