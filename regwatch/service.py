@@ -7,12 +7,11 @@ daemon will, on a throw-away store unless `source.store` names a persistent one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -103,7 +102,7 @@ def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> li
     _refuse_unsupported(source)
     origin = _parse_origin(source)
     mirror = _mirror_of(origin, source)
-    with _store(source) as store:
+    with _open_store(source) as store:
         if mirror is not None:
             mirror_repo, mirror_access = mirror
             try:
@@ -181,7 +180,7 @@ def _load(store: EventStore, stream: str) -> tuple[RepoState, int]:
 
 
 def _new_event(event: Event, observed_at: datetime) -> NewEvent:
-    from regwatch.store.eventstore import NewEvent  # noqa: PLC0415  # see _store
+    from regwatch.store.eventstore import NewEvent  # noqa: PLC0415  # see _open_store
 
     return NewEvent(
         kind=event.kind,
@@ -191,18 +190,13 @@ def _new_event(event: Event, observed_at: datetime) -> NewEvent:
     )
 
 
-@contextlib.contextmanager
-def _store(source: Source) -> Iterator[EventStore]:
-    """The source's store, or a throw-away one, open for the length of one command."""
+def _open_store(source: Source) -> EventStore:
+    """The source's store, or a throw-away one; close it with `with`."""
     # Imported here: SQLAlchemy and Alembic add ~0.4 s to start-up, which `tags` and `digest`
     # never need.
     from regwatch.store.migrate import open_store  # noqa: PLC0415
 
-    store = open_store(source.store)
-    try:
-        yield store
-    finally:
-        store.close()
+    return open_store(source.store)
 
 
 def _refuse_unsupported(source: Source) -> None:
