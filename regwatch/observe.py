@@ -18,6 +18,7 @@ from regwatch.config import Source, Version
 from regwatch.selection import (
     Mode,
     bare_tag,
+    compile_regex,
     cursor_first,
     mode_of,
     regex_matches,
@@ -78,6 +79,8 @@ def observe(
     pool = _Resolver(reader, source.concurrency)
     if mode is Mode.TAG:
         return _observe_tag(pool, reader, source.tag or "", cursor, stream, taken_at)
+    if mode is Mode.REGEX:
+        compile_regex(source.tag_regex or "")  # a bad pattern costs no request (spec §3.4)
     listed = tuple(reader.list_tags())
     if mode is Mode.REGEX:
         pool.resolve(regex_matches(listed, source))
