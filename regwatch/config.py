@@ -135,6 +135,24 @@ class CheckRequest(_Payload):
     version: Version | None = None
 
 
+class GetParams(_Payload):
+    """`params:` of a get step."""
+
+    format: str = "rootfs"
+    skip_download: bool = False
+    platform: Platform | None = None
+
+
+class InRequest(_Payload):
+    source: Source
+    params: GetParams = Field(default_factory=GetParams)
+    version: Version = Field(default_factory=Version)
+
+
+def parse_in_request(text: str | bytes) -> InRequest:
+    return decode(InRequest, text)
+
+
 def parse_check_request(text: str | bytes) -> CheckRequest:
     return decode(CheckRequest, text)
 

@@ -3,7 +3,8 @@
     RegwatchError
     ├── ConfigError              bad payload, reference, regex, constraint, CA certificate
     ├── NetworkError             the registry could not be talked to
-    │   ├── Unreachable          DNS, refused, reset, timeout, truncated body
+    │   ├── Unreachable          DNS, refused, timeout: nobody answered
+    │   │   └── ConnectionDropped   reset or truncated mid-conversation: worth retrying
     │   └── TLSFailure           handshake or certificate verification failed
     ├── RegistryError            the registry answered, but not with what we need
     │   ├── AuthFailed           401/403, token service refused, hostile realm
@@ -38,6 +39,10 @@ class NetworkError(RegwatchError):
 
 class Unreachable(NetworkError):
     """The server could not be reached or hung up mid-answer."""
+
+
+class ConnectionDropped(Unreachable):
+    """The server hung up mid-conversation (reset, truncated body): transient."""
 
 
 class TLSFailure(NetworkError):

@@ -30,7 +30,7 @@ import requests.auth
 import requests.utils
 
 from regwatch import __version__
-from regwatch.errors import ConfigError, NetworkError, TLSFailure, Unreachable
+from regwatch.errors import ConfigError, ConnectionDropped, NetworkError, TLSFailure, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ class Transport:
         while True:
             try:
                 response = self._send(method, url, what, headers, params, data, stream)
-            except Unreachable as exc:
-                if not (retry and _is_reset(exc)):
+            except ConnectionDropped as exc:
+                if not retry:
                     raise
                 delay = self.retry.interval(attempt)
                 if self.clock() - started + delay > self.retry.budget:
@@ -227,12 +227,13 @@ def translate_errors(what: str) -> Iterator[None]:
     except requests.exceptions.Timeout as exc:
         raise Unreachable(f"{what}: timed out") from exc
     except requests.exceptions.ConnectionError as exc:
-        raise Unreachable(f"{what}: {_connection_reason(exc)}") from exc
+        error = ConnectionDropped if _is_reset(exc) else Unreachable
+        raise error(f"{what}: {_connection_reason(exc)}") from exc
     except (
         requests.exceptions.ChunkedEncodingError,
         requests.exceptions.ContentDecodingError,
     ) as exc:
-        raise Unreachable(f"{what}: connection broke while reading the answer") from exc
+        raise ConnectionDropped(f"{what}: connection broke while reading the answer") from exc
     except requests.exceptions.InvalidURL as exc:
         raise NetworkError(f"{what}: invalid URL") from exc
     except requests.exceptions.TooManyRedirects as exc:
@@ -256,7 +257,7 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         queue.extend(link for link in links if isinstance(link, BaseException))
 
 
-def _is_reset(exc: Unreachable) -> bool:
+def _is_reset(exc: BaseException) -> bool:
     """A connection dropped mid-conversation: safe to retry an idempotent request."""
     return any(isinstance(cause, _RESETS) for cause in _causes(exc))
 

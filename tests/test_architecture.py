@@ -67,6 +67,11 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         (*VOCABULARY, *EVENTS, "regwatch.store."),
         frozenset({"sqlalchemy", "alembic"}),
     ),
+    (
+        "regwatch.download",
+        (*VOCABULARY, "regwatch.image.", "regwatch.registry.", "regwatch.net"),
+        frozenset(),
+    ),
     ("regwatch.service", ("regwatch.",), frozenset()),
     (
         "regwatch.frontends.notify",

@@ -30,7 +30,8 @@ def main(
     args = _parser().parse_args(argv)
     if hasattr(args, "concourse"):
         protocol: Callable[..., int] = args.concourse
-        return protocol([], sys.stdin, out, err)
+        destination = getattr(args, "destination", None)
+        return protocol(["regwatch", *([destination] if destination else [])], sys.stdin, out, err)
     _configure_logging(err, debug=args.debug)
     command: Callable[[argparse.Namespace, Mapping[str, str], TextIO], None] = args.command
     try:
@@ -130,6 +131,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the Concourse resource's check step (as /opt/resource/check does).",
     )
     check.set_defaults(concourse=concourse.check_main)
+
+    get = commands.add_parser(
+        "in",
+        help="Concourse in: fetch the version on stdin into DESTINATION",
+        description="Run the Concourse resource's get step (as /opt/resource/in does).",
+    )
+    get.add_argument("destination", metavar="DESTINATION", nargs="?")
+    get.set_defaults(concourse=concourse.in_main)
     return parser
 
 

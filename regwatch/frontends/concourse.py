@@ -11,11 +11,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from regwatch import service
-from regwatch.config import parse_check_request
+from regwatch.config import parse_check_request, parse_in_request
 from regwatch.errors import RegwatchError
+from regwatch.frontends.progress import progress_for
 
 log = logging.getLogger("regwatch")
 
@@ -29,6 +31,38 @@ def check_main(
     """`/opt/resource/check`: prints the versions as a JSON array, oldest first."""
     del argv  # check takes no arguments
     return _run(_check, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
+
+
+def in_main(
+    argv: Sequence[str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """`/opt/resource/in DEST`: fetches the version into DEST, prints version and metadata."""
+    args = list(sys.argv if argv is None else argv)
+    err = stderr or sys.stderr
+    if len(args) < 2:
+        print("error: destination path not specified", file=err)
+        return 1
+    destination = Path(args[1])
+
+    def get(request: str) -> Any:
+        parsed = parse_in_request(request)
+        _configure_logging(debug=parsed.source.debug)
+        metadata = service.get(
+            parsed.source,
+            parsed.params,
+            parsed.version,
+            destination,
+            progress=progress_for(err),
+        )
+        return {
+            "version": parsed.version.model_dump(),
+            "metadata": [{"name": m.name, "value": m.value} for m in metadata],
+        }
+
+    return _run(get, stdin or sys.stdin, stdout or sys.stdout, err)
 
 
 def _check(request: str) -> Any:

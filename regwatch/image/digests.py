@@ -39,6 +39,7 @@ class VerifyingReader:
         self.what = what
         self.bytes_read = 0
         self._buffer = b""
+        self._offset = 0
         self._done = False
 
     def __iter__(self) -> Iterator[bytes]:
@@ -47,23 +48,32 @@ class VerifyingReader:
 
     def read1(self) -> bytes:
         """The next chunk as it arrived (empty at the verified end)."""
-        if self._buffer:
-            chunk, self._buffer = self._buffer, b""
+        if self._offset < len(self._buffer):
+            chunk = self._buffer[self._offset :]
+            self._buffer, self._offset = b"", 0
             return chunk
         return self._next_chunk()
 
     def read(self, n: int = -1) -> bytes:
-        """File-like read, so `tarfile` and `gzip` can consume the stream directly."""
+        """File-like read, so `tarfile` and decompressors can consume the stream directly.
+
+        Small reads from large chunks advance an offset instead of re-slicing the remainder.
+        """
         if n < 0:
-            head, self._buffer = self._buffer, b""
+            head = self.read1() if self._offset < len(self._buffer) else b""
             return b"".join([head, *iter(self._next_chunk, b"")])
-        while len(self._buffer) < n:
-            chunk = self._next_chunk()
-            if not chunk:
-                break
-            self._buffer += chunk
-        data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
+        parts: list[bytes] = []
+        wanted = n
+        while wanted > 0:
+            if self._offset >= len(self._buffer):
+                self._buffer, self._offset = self._next_chunk(), 0
+                if not self._buffer:
+                    break
+            piece = self._buffer[self._offset : self._offset + wanted]
+            self._offset += len(piece)
+            wanted -= len(piece)
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _next_chunk(self) -> bytes:
         if self._done:
