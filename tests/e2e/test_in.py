@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -330,3 +331,72 @@ def test_hostile_layer_is_refused_and_nothing_escapes(
     assert_fails(run, "../../escaped")
     assert not (tmp_path / "escaped").exists()
     assert not (tmp_path / "deep" / "escaped").exists()
+
+
+def test_zstd_layers_and_progress_lines(plain_registry: RegistryServer, tmp_path: Path) -> None:
+    zstandard = pytest.importorskip("zstandard")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("zstd-file")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"zstd\n"))
+    # Labelled gzip on purpose: compression is sniffed from the bytes, not the media type.
+    layer = images.Blob(
+        "application/vnd.oci.image.layer.v1.tar+gzip", zstandard.compress(raw.getvalue())
+    )
+    base = images.image("zstd")
+    manifest = json.loads(base.manifest.data)
+    manifest["layers"] = [layer.descriptor()]
+    item = images.Image(
+        base.config, (layer,), images.Blob(base.manifest.media_type, json.dumps(manifest).encode())
+    )
+    repo = push(plain_registry, "zstd", item)
+
+    run = get(
+        {"source": {"repository": repo}, "version": {"tag": "zstd", "digest": item.digest}},
+        str(tmp_path),
+    )
+
+    assert run.code == 0, run.stderr
+    assert (tmp_path / "rootfs/zstd-file").read_bytes() == b"zstd\n"
+    label = layer.digest.removeprefix("sha256:")[:12]
+    assert f"{label} {len(layer.data)}B/{len(layer.data)}B" in run.stderr.splitlines()
+
+
+def test_persistent_store_records_the_image(plain_registry: RegistryServer, tmp_path: Path) -> None:
+    multi = images.index([images.image("st-amd"), images.image("st-arm", architecture="arm64")])
+    repo = push(plain_registry, "v1", multi)
+    database = tmp_path / "trail.db"
+    request = {
+        "source": {"repository": repo, "store": f"sqlite:///{database}"},
+        "version": {"tag": "v1", "digest": multi.digest},
+    }
+    assert get(request, str(tmp_path / "a")).code == 0
+    assert get(request, str(tmp_path / "b")).code == 0, "a second get records nothing new"
+
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT stream, kind, payload FROM events").fetchall()
+    assert [(stream, kind) for stream, kind, _ in rows] == [(repo, "ImageInspected")]
+    payload = json.loads(rows[0][2])
+    assert payload["digest"] == multi.digest
+    assert payload["created"] == "2024-01-01T00:00:00Z"
+    assert [p["architecture"] for p in payload["platforms"]] == ["amd64", "arm64"]
+
+
+def test_debug_logs_entries_instead_of_progress(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    item = images.image("debug", files={"etc/debugged": b"x"})
+    repo = push(plain_registry, "v1", item)
+    run = get(
+        {
+            "source": {"repository": repo, "debug": True},
+            "version": {"tag": "v1", "digest": item.digest},
+        },
+        str(tmp_path),
+    )
+    assert run.code == 0, run.stderr
+    assert "extracting layer 1 of 1" in run.stderr
+    assert "unpacking etc/debugged" in run.stderr
+    label = item.layers[0].digest.removeprefix("sha256:")[:12]
+    assert label not in run.stderr
