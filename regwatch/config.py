@@ -149,6 +149,25 @@ class InRequest(_Payload):
     version: Version = Field(default_factory=Version)
 
 
+class PutParams(_Payload):
+    """`params:` of a put step."""
+
+    image: str | None = None
+    version: str | None = None
+    bump_aliases: bool = False
+    additional_tags: str | None = None
+    tag_prefix: str | None = None
+
+
+class OutRequest(_Payload):
+    source: Source
+    params: PutParams = Field(default_factory=PutParams)
+
+
+def parse_out_request(text: str | bytes) -> OutRequest:
+    return decode(OutRequest, text)
+
+
 def parse_in_request(text: str | bytes) -> InRequest:
     return decode(InRequest, text)
 

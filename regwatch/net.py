@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
 from http.cookiejar import DefaultCookiePolicy
-from typing import BinaryIO, Final
+from typing import Final, Protocol
 
 import requests
 import requests.adapters
@@ -75,6 +75,12 @@ class RetryPolicy:
         """The wait before retry number `attempt` (0-based), with ±jitter randomisation."""
         raw = min(self.base * self.multiplier**attempt, self.max_interval)
         return raw * (1 - self.jitter + 2 * self.jitter * rand())
+
+
+class Readable(Protocol):
+    """A request body that is streamed: anything with `read`."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -149,7 +155,7 @@ class Transport:
         what: str,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | Sequence[str]] | None = None,
-        data: bytes | BinaryIO | None = None,
+        data: bytes | Readable | None = None,
         stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
@@ -198,7 +204,7 @@ class Transport:
         what: str,
         headers: Mapping[str, str] | None,
         params: Mapping[str, str | Sequence[str]] | None,
-        data: bytes | BinaryIO | None,
+        data: bytes | Readable | None,
         stream: bool,
     ) -> requests.Response:
         with self._lock:

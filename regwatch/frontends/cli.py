@@ -139,6 +139,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     get.add_argument("destination", metavar="DESTINATION", nargs="?")
     get.set_defaults(concourse=concourse.in_main)
+
+    put = commands.add_parser(
+        "out",
+        help="Concourse out: push the image the request on stdin names from SOURCES",
+        description="Run the Concourse resource's put step (as /opt/resource/out does).",
+    )
+    put.add_argument("destination", metavar="SOURCES", nargs="?")
+    put.set_defaults(concourse=concourse.out_main)
     return parser
 
 

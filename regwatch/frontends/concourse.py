@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from regwatch import service
-from regwatch.config import parse_check_request, parse_in_request
+from regwatch.config import parse_check_request, parse_in_request, parse_out_request
 from regwatch.errors import RegwatchError
 from regwatch.frontends.progress import progress_for
 
@@ -63,6 +63,33 @@ def in_main(
         }
 
     return _run(get, stdin or sys.stdin, stdout or sys.stdout, err)
+
+
+def out_main(
+    argv: Sequence[str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """`/opt/resource/out SRC`: pushes an image from the build's inputs, prints the version."""
+    args = list(sys.argv if argv is None else argv)
+    err = stderr or sys.stderr
+    if len(args) < 2:
+        print("error: destination path not specified", file=err)
+        return 1
+    sources = Path(args[1])
+
+    def put(request: str) -> Any:
+        parsed = parse_out_request(request)
+        _configure_logging(debug=parsed.source.debug)
+        progress = None if parsed.source.debug else progress_for(err)
+        pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
+        return {
+            "version": pushed.version.model_dump(),
+            "metadata": [{"name": m.name, "value": m.value} for m in pushed.metadata],
+        }
+
+    return _run(put, stdin or sys.stdin, stdout or sys.stdout, err)
 
 
 def _check(request: str) -> Any:

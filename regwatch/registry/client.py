@@ -13,7 +13,6 @@ import json
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -29,7 +28,7 @@ from regwatch.errors import (
 )
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
-from regwatch.net import Transport, translate_errors
+from regwatch.net import Readable, Transport, translate_errors
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
 from regwatch.registry.auth import Authenticator, Credentials, preferred_challenge
 
@@ -110,8 +109,12 @@ class RegistryClient:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def list_tags(self, repository: Repository) -> list[str]:
-        """Every tag, following `Link` pagination; a 404 without registry errors means none."""
+    def list_tags(self, repository: Repository, *, new_ok: bool = False) -> list[str]:
+        """Every tag, following `Link` pagination; a 404 without registry errors means none.
+
+        With `new_ok`, a repository the registry does not know yet (404 whose first error is
+        `NAME_UNKNOWN` or `NOT_FOUND`) has no tags either: what a first push needs.
+        """
         what = f"list tags of {repository}"
         url: str | None = f"{self.base_url}/v2/{repository.path}/tags/list"
         tags: list[str] = []
@@ -122,6 +125,8 @@ class RegistryClient:
             seen.add(url)
             answer = self._exchange("GET", url, (pull_scope(repository),), what, limit=_TAGS_LIMIT)
             if answer.status == 404 and not _registry_errors(answer.body):
+                return tags
+            if answer.status == 404 and new_ok and _first_code(answer.body) in _UNKNOWN_NAME:
                 return tags
             self._expect(answer, what, 200)
             tags.extend(_tags_from(answer, what))
@@ -222,22 +227,28 @@ class RegistryClient:
     def upload_blob(
         self,
         repository: Repository,
-        content: bytes | BinaryIO,
+        content: bytes | Readable,
         digest: str,
         size: int,
         *,
         chunk_size: int | None = None,
+        check_exists: bool = True,
     ) -> bool:
         """Upload a blob unless the registry has it; returns whether bytes were sent.
 
-        Bytes are verified before they go; a file is sent as it is read and the registry
-        verifies it. `chunk_size` switches from one PUT to a PATCH per chunk.
+        The conversation every registry speaks (and the Go resource uses): POST for a session,
+        the bytes in one PATCH (one per `chunk_size` chunk for large blobs), then PUT with the
+        digest. Bytes are verified before they go; a stream is sent as it is read and the
+        registry checks its digest.
         """
+        what = f"upload blob {digest} to {repository}"
         if isinstance(content, bytes):
-            _verify_bytes(content, digest, size, f"upload blob {digest} to {repository}")
-        if self.blob_size(repository, digest) is not None:
+            _verify_bytes(content, digest, size, what)
+        if check_exists and self.blob_size(repository, digest) is not None:
             return False
-        location = self._start_upload(repository, f"upload blob {digest} to {repository}")
+        location = self._start_upload(repository, what)
+        if location is None:
+            return False
         self._finish_upload(repository, location, content, digest, size, chunk_size)
         return True
 
@@ -266,7 +277,8 @@ class RegistryClient:
         scopes = (push_scope(reference.repository),)
         headers = {"Content-Type": media_type}
         answer = self._exchange("PUT", url, scopes, what, headers, data=body)
-        self._expect(answer, what, 201)
+        if answer.status not in (200, 201, 202):
+            raise self._error(answer, what)
         answered = answer.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
             raise DigestMismatch(f"{what}: registry stored it as {answered}, expected {digest}")
@@ -274,9 +286,13 @@ class RegistryClient:
 
     # -- protocol details ----------------------------------------------------------------------
 
-    def _start_upload(self, repository: Repository, what: str) -> str:
+    def _start_upload(self, repository: Repository, what: str) -> str | None:
+        """An upload session's URL, or None when the registry says it has the blob (201)."""
         url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
-        answer = self._exchange("POST", url, (push_scope(repository),), what)
+        headers = {"Content-Type": "application/json"}
+        answer = self._exchange("POST", url, (push_scope(repository),), what, headers)
+        if answer.status == 201:
+            return None
         self._expect(answer, what, 202)
         return self._location(answer, what)
 
@@ -284,31 +300,35 @@ class RegistryClient:
         self,
         repository: Repository,
         location: str,
-        content: bytes | BinaryIO,
+        content: bytes | Readable,
         digest: str,
         size: int,
         chunk_size: int | None,
     ) -> None:
         what = f"upload blob {digest} to {repository}"
         scopes = (push_scope(repository),)
-        octets = {"Content-Type": "application/octet-stream"}
-        body: bytes | BinaryIO = content
-        if chunk_size:
-            offset = 0
-            for chunk in _chunks(content, chunk_size):
-                headers = {
-                    **octets,
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                    "Content-Length": str(len(chunk)),
-                }
-                answer = self._exchange("PATCH", location, scopes, what, headers, data=chunk)
-                self._expect(answer, what, 202)
-                location = self._location(answer, what)
-                offset += len(chunk)
-            body, size = b"", 0
-        headers = {**octets, "Content-Length": str(size)}
+        step = chunk_size if chunk_size and size > chunk_size else max(size, 1)
+        offset = 0
+        while offset < size:
+            length = min(step, size - offset)
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + length - 1}",
+                "Content-Length": str(length),
+            }
+            body = (
+                content[offset : offset + length]
+                if isinstance(content, bytes)
+                else _Slice(content, length)
+            )
+            answer = self._exchange("PATCH", location, scopes, what, headers, data=body)
+            if answer.status not in (201, 202, 204):
+                raise self._error(answer, what)
+            location = self._location(answer, what)
+            offset += length
         url = _with_query(location, digest=digest)
-        answer = self._exchange("PUT", url, scopes, what, headers, data=body, retry=False)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": "0"}
+        answer = self._exchange("PUT", url, scopes, what, headers, data=b"", retry=False)
         self._expect(answer, what, 201)
 
     def _cancel_upload(self, repository: Repository, location: str, what: str) -> None:
@@ -341,7 +361,7 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         *,
         params: Mapping[str, str] | None = None,
-        data: bytes | BinaryIO | None = None,
+        data: bytes | Readable | None = None,
         retry: bool | None = None,
         limit: int = _ERROR_LIMIT,
     ) -> _Answer:
@@ -361,7 +381,7 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
         *,
         params: Mapping[str, str] | None = None,
-        data: bytes | BinaryIO | None = None,
+        data: bytes | Readable | None = None,
         stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
@@ -493,6 +513,17 @@ def _registry_errors(body: bytes) -> str:
     return "; ".join(p for p in phrases if p)
 
 
+_UNKNOWN_NAME = frozenset({"NAME_UNKNOWN", "NOT_FOUND"})
+
+
+def _first_code(body: bytes) -> str | None:
+    try:
+        errors = json.loads(body).get("errors")
+        return str(errors[0].get("code"))
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return None
+
+
 def _read_answer(response: requests.Response, what: str, limit: int) -> _Answer:
     parts: list[bytes] = []
     total = 0
@@ -551,13 +582,23 @@ def _verify_bytes(content: bytes, digest: str, size: int, what: str) -> None:
         raise DigestMismatch(f"{what}: content has digest {actual}, expected {digest}")
 
 
-def _chunks(content: bytes | BinaryIO, size: int) -> Iterator[bytes]:
-    if isinstance(content, bytes):
-        for start in range(0, len(content), size):
-            yield content[start : start + size]
-        return
-    while chunk := content.read(size):
-        yield chunk
+class _Slice:
+    """The next `length` bytes of a stream, with a length requests can send as Content-Length."""
+
+    def __init__(self, stream: Readable, length: int) -> None:
+        self._stream = stream
+        self._left = length
+
+    def __len__(self) -> int:
+        return self._left
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self._left if size < 0 else min(size, self._left)
+        data = self._stream.read(wanted) if wanted else b""
+        if wanted and not data:
+            raise DigestMismatch(f"blob ended {self._left} bytes early")
+        self._left -= len(data)
+        return data
 
 
 def _with_query(url: str, **extra: str) -> str:
