@@ -76,6 +76,7 @@ def decide(state: RepoState, observation: Observation) -> list[Event]:
                 size=facts.size,
                 created=facts.created,
                 platforms=platforms,
+                blobs=facts.blobs,
             )
         )
     return events

@@ -60,6 +60,8 @@ class ImageInspected(_Event):
     size: int
     created: datetime | None = None
     platforms: tuple[PlatformImage, ...] = ()
+    blobs: tuple[str, ...] = ()
+    """Config and layer digests of the image fetched: where `out` can mount them from."""
 
 
 class ImagePushed(_Event):
@@ -68,6 +70,7 @@ class ImagePushed(_Event):
     kind: Literal["ImagePushed"] = "ImagePushed"
     digest: str
     tags: tuple[str, ...]
+    blobs: tuple[str, ...] = ()
 
 
 class PollSucceeded(_Event):

@@ -39,6 +39,7 @@ class ImageFacts:
     created: datetime | None
     platforms: tuple[tuple[str, str, str | None, str], ...] = ()
     """(os, architecture, variant, child digest) of each image in an index."""
+    blobs: tuple[str, ...] = ()
 
 
 class RegistryReader(Protocol):

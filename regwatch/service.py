@@ -13,7 +13,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -606,6 +606,12 @@ def _go_json(value: object) -> str:
     return text + "\n"
 
 
+def _blobs_of(image: PlatformImage | None) -> tuple[str, ...]:
+    if image is None:
+        return ()
+    return (image.config_digest, *(layer.digest for layer in image.layers))
+
+
 def _record_inspection(source: Source, origin: Repository, fetched: _Fetched, now: Clock) -> None:
     """With a persistent store, remember what the image is (once per digest)."""
     top = fetched.top
@@ -616,6 +622,7 @@ def _record_inspection(source: Source, origin: Repository, fetched: _Fetched, no
         size=top.descriptor.size,
         created=created,
         platforms=_platforms(_json(top.body, "manifest")),
+        blobs=_blobs_of(fetched.image),
     )
     observation = Observation(stream=origin.name, taken_at=now(), inspected=(facts,))
     with _open_store(source) as store:
@@ -660,15 +667,17 @@ def put(
         loaded = load_image(image_path)
     except RegwatchError as exc:
         raise _prefixed(exc, f"could not load image from path '{params.image}'") from exc
+    homes = _blob_homes(source, repository, loaded) if source.store else {}
     with loaded:
         try:
             shown = progress or NoProgress()
-            _push_with_retries(repository, _access(source), loaded, tags, shown, sleep)
+            _push_with_retries(repository, _access(source), loaded, tags, shown, sleep, homes)
         except RegwatchError as exc:
             raise _prefixed(exc, "pushing image failed") from exc
         digest = loaded.top.digest
     if source.store:
-        _record_push(source, repository, digest, tags, now)
+        blobs = tuple(blob.digest for blob in loaded.blobs)
+        _record_push(source, repository, digest, tags, blobs, now)
     return Pushed(
         Version(tag=tags[0], digest=digest),
         [Metadata("repository", source.repository), Metadata("tags", " ".join(tags))],
@@ -758,6 +767,7 @@ def _push_with_retries(
     tags: Sequence[str],
     progress: Progress,
     sleep: Callable[[float], None],
+    homes: Mapping[str, Repository],
 ) -> None:
     policy = RetryPolicy.from_env()
     started = time.monotonic()
@@ -765,9 +775,8 @@ def _push_with_retries(
     while True:
         transport = Transport(ca_certs=access.ca_certs)
         try:
-            _push(
-                connect(repository.registry, access, transport), repository, loaded, tags, progress
-            )
+            client = connect(repository.registry, access, transport)
+            _push(client, repository, loaded, tags, progress, homes)
             return
         except RegwatchError as exc:
             delay = policy.interval(attempt)
@@ -786,14 +795,24 @@ def _push(
     loaded: LoadedImage,
     tags: Sequence[str],
     progress: Progress,
+    homes: Mapping[str, Repository],
 ) -> None:
-    """Blobs the registry lacks, child manifests, then each tag that does not already match."""
+    """Blobs the registry lacks, child manifests, then each tag that does not already match.
+
+    A missing blob the log places in another repository of this registry is mounted from
+    there instead of uploaded.
+    """
     unique = list(dict.fromkeys(tags))
     log.info("pushing tag(s) %s", ", ".join(unique))
     top = loaded.top
     stale = [tag for tag in unique if not _tag_points_at(client, repository, tag, top.digest)]
     if stale:
-        missing = [b for b in loaded.blobs if client.blob_size(repository, b.digest) is None]
+        missing = [
+            blob
+            for blob in loaded.blobs
+            if client.blob_size(repository, blob.digest) is None
+            and not _mounted(client, repository, blob.digest, homes.get(blob.digest))
+        ]
         progress.begin([Layer(b.digest, b.size, b.media_type) for b in missing])
         _in_parallel([partial(_upload, client, repository, blob, progress) for blob in missing])
         for manifest in loaded.manifests:
@@ -822,6 +841,34 @@ def _in_parallel(work: Sequence[Callable[[], object]]) -> None:
     with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
         for future in [pool.submit(job) for job in work]:
             future.result()
+
+
+def _mounted(
+    client: RegistryClient, repository: Repository, digest: str, home: Repository | None
+) -> bool:
+    if home is None or not client.mount_blob(repository, digest, home):
+        return False
+    log.info("mounted %s from %s", digest, home)
+    return True
+
+
+def _blob_homes(
+    source: Source, repository: Repository, loaded: LoadedImage
+) -> dict[str, Repository]:
+    """Other repositories of this registry that the log says hold our blobs."""
+    wanted = {blob.digest for blob in loaded.blobs}
+    prefix = f"{repository.registry}/"
+    homes: dict[str, Repository] = {}
+    with _open_store(source) as store:
+        for stored in store.read_all():
+            if not stored.stream.startswith(prefix) or stored.stream == repository.name:
+                continue
+            if stored.kind not in ("ImageInspected", "ImagePushed"):
+                continue
+            for digest in stored.payload.get("blobs") or ():
+                if digest in wanted:
+                    homes[digest] = Repository(repository.registry, stored.stream[len(prefix) :])
+    return homes
 
 
 def _tag_points_at(client: RegistryClient, repository: Repository, tag: str, digest: str) -> bool:
@@ -860,7 +907,12 @@ class _CountedUpload:
 
 
 def _record_push(
-    source: Source, repository: Repository, digest: str, tags: Sequence[str], now: Clock
+    source: Source,
+    repository: Repository,
+    digest: str,
+    tags: Sequence[str],
+    blobs: tuple[str, ...],
+    now: Clock,
 ) -> None:
     """With a persistent store: the push, and the tags now pointing at the digest."""
     unique = tuple(dict.fromkeys(tags))
@@ -875,5 +927,5 @@ def _record_push(
             state,
             version,
             observation,
-            extra=[ImagePushed(digest=digest, tags=unique)],
+            extra=[ImagePushed(digest=digest, tags=unique, blobs=blobs)],
         )

@@ -352,3 +352,37 @@ def test_no_sources_directory() -> None:
         regwatch("out", {"source": {"repository": "x"}, "params": {}}, None),
         "destination path not specified",
     )
+
+
+def test_blobs_the_log_places_elsewhere_are_mounted(server: RegistryServer, tmp_path: Path) -> None:
+    item = docker_image("mounted")
+    origin = fresh(server)
+    images.push(client_for(server), Repository(server.host, origin.split("/", 1)[1]), "src", item)
+    store = f"sqlite:///{tmp_path / 'trail.db'}"
+    got = regwatch(
+        "in",
+        {
+            "source": source_for(server, origin, store=store),
+            "params": {"format": "oci"},
+            "version": {"tag": "src", "digest": item.digest},
+        },
+        tmp_path / "fetched",
+    )
+    assert got.code == 0, got.stderr
+    target = fresh(server)
+
+    put = regwatch(
+        "out",
+        {
+            "source": source_for(server, target, tag="copy", store=store),
+            "params": {"image": "fetched/image.tar"},
+        },
+        tmp_path,
+    )
+
+    assert put.code == 0, put.stderr
+    assert put.answer["version"]["digest"] == item.digest
+    mounted = [line for line in put.stderr.splitlines() if "mounted" in line]
+    assert len(mounted) == 2, put.stderr
+    assert all(origin.split("/", 1)[1] in line for line in mounted)
+    assert pushed_tags(server, target) == {"copy": item.digest}
