@@ -386,3 +386,83 @@ def test_blobs_the_log_places_elsewhere_are_mounted(server: RegistryServer, tmp_
     assert len(mounted) == 2, put.stderr
     assert all(origin.split("/", 1)[1] in line for line in mounted)
     assert pushed_tags(server, target) == {"copy": item.digest}
+
+
+def skopeo_raw(reference: str) -> bytes:
+    return subprocess.run(
+        [require_tool("skopeo"), "inspect", "--raw", "--tls-verify=false", f"docker://{reference}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+
+
+def test_skopeo_docker_archive_is_pushed_with_its_config(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    item = images.image("archive", files={"etc/archived": b"yes"})
+    origin = fresh(plain_registry)
+    images.push(
+        client_for(plain_registry),
+        Repository(plain_registry.host, origin.split("/", 1)[1]),
+        "a",
+        item,
+    )
+    subprocess.run(
+        [
+            require_tool("skopeo"),
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{origin}:a",
+            f"docker-archive:{tmp_path / 'image.tar'}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    target = fresh(plain_registry)
+
+    put = regwatch(
+        "out",
+        {"source": {"repository": target, "tag": "b"}, "params": {"image": "image.tar"}},
+        tmp_path,
+    )
+
+    assert put.code == 0, put.stderr
+    manifest = json.loads(skopeo_raw(f"{target}:b"))
+    assert manifest["mediaType"] == images.mt.DOCKER_MANIFEST_V2
+    assert manifest["config"]["digest"] == item.config.digest
+    assert put.answer["version"]["digest"] == images.sha256(skopeo_raw(f"{target}:b"))
+
+
+def test_buildx_style_nested_layout(plain_registry: RegistryServer, tmp_path: Path) -> None:
+    """index.json → one index entry → the real multi-platform index, as buildx writes it."""
+    children = [images.image("nx-amd"), images.image("nx-arm", architecture="arm64")]
+    inner = images.index(children)
+    layout = tmp_path / "buildx"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    for blob in (inner.manifest, *(b for c in children for b in (c.manifest, c.config, *c.layers))):
+        (blobs / blob.digest.removeprefix("sha256:")).write_bytes(blob.data)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    outer = {
+        "schemaVersion": 2,
+        "mediaType": images.mt.OCI_INDEX,
+        "manifests": [
+            inner.manifest.descriptor(annotations={"org.opencontainers.image.ref.name": "x"})
+        ],
+    }
+    (layout / "index.json").write_text(json.dumps(outer))
+    target = fresh(plain_registry)
+
+    put = regwatch(
+        "out",
+        {"source": {"repository": target, "tag": "multi"}, "params": {"image": "buildx"}},
+        tmp_path,
+    )
+
+    assert put.code == 0, put.stderr
+    assert put.answer["version"]["digest"] == inner.digest
+    assert skopeo_raw(f"{target}:multi") == inner.manifest.data
+    assert skopeo_raw(f"{target}@{children[1].digest}") == children[1].manifest.data
