@@ -72,7 +72,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         (*VOCABULARY, "regwatch.image.", "regwatch.registry.", "regwatch.net"),
         frozenset(),
     ),
-    ("regwatch.service", ("regwatch.",), frozenset()),
+    ("regwatch.service.", ("regwatch.",), frozenset()),
     (
         "regwatch.frontends.notify",
         (

@@ -1,0 +1,16 @@
+"""The use cases: the one place that wires registry, observations, store and projections.
+
+Front ends call these and nothing deeper, so every front end shares one path: the stateless
+Concourse steps run the same observe → decide → append → project flow as the daemon will, on a
+throw-away store unless `source.store` names a persistent one.
+"""
+
+from regwatch.download import Layer as Layer
+from regwatch.service.check import check as check
+from regwatch.service.get import get as get
+from regwatch.service.lookup import list_tags as list_tags
+from regwatch.service.lookup import resolve_digest as resolve_digest
+from regwatch.service.put import Pushed as Pushed
+from regwatch.service.put import put as put
+from regwatch.service.wiring import Access as Access
+from regwatch.service.wiring import Metadata as Metadata

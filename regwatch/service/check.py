@@ -1,0 +1,129 @@
+"""Concourse `check`: observe, decide, append, then project the versions from the log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from regwatch.config import Source, Version
+from regwatch.download import ImageSource
+from regwatch.errors import ConfigError, RegwatchError
+from regwatch.events import PollSucceeded
+from regwatch.image.manifests import wanted_platform
+from regwatch.net import Transport
+from regwatch.observe import ImageFacts, observe
+from regwatch.projections.versions import check_versions
+from regwatch.refs import Reference, Repository, parse_digest, parse_repository
+from regwatch.registry.client import RegistryClient
+
+if TYPE_CHECKING:
+    from regwatch.store.eventstore import EventStore
+from regwatch.service.wiring import (
+    Access,
+    Clock,
+    access_of,
+    connect,
+    image_facts,
+    load_state,
+    mirror_of,
+    open_store,
+    prefixed,
+    record,
+    refuse_unsupported,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> list[Version]:
+    """Concourse `check`: the mirror first for Docker Hub images, then the origin (spec §3–4)."""
+    refuse_unsupported(source)
+    origin = _parse_origin(source)
+    mirror = mirror_of(origin, source)
+    with open_store(source) as store:
+        if mirror is not None:
+            mirror_repo, mirror_access = mirror
+            try:
+                found = _check_repository(
+                    store, origin, mirror_repo, mirror_access, source, cursor, now
+                )
+            except RegwatchError as exc:
+                log.warning("checking mirror %s failed: %s", mirror_repo, exc)
+            else:
+                if found:
+                    return found
+                log.warning("checking mirror %s failed: tag not found", mirror_repo)
+        try:
+            return _check_repository(store, origin, origin, access_of(source), source, cursor, now)
+        except RegwatchError as exc:
+            raise prefixed(exc, f"checking origin {source.repository} failed") from exc
+
+
+def _check_repository(
+    store: EventStore,
+    origin: Repository,
+    repository: Repository,
+    access: Access,
+    source: Source,
+    cursor: Version | None,
+    now: Clock,
+) -> list[Version]:
+    """Observe one repository, record what changed under the origin's stream, project."""
+    transport = Transport(ca_certs=access.ca_certs, pool_size=max(16, source.concurrency))
+    try:
+        reader = _Reader(connect(repository.registry, access, transport), repository, source)
+        stream = origin.name
+        state, version = load_state(store, stream)
+        started = time.monotonic()
+        observation = observe(
+            reader, source, cursor, stream=stream, now=now, known_images=frozenset(state.images)
+        )
+        poll = PollSucceeded(
+            requests=transport.requests_sent, duration_seconds=round(time.monotonic() - started, 3)
+        )
+        state = record(store, stream, state, version, observation, extra=[poll])
+        return check_versions(state, observation, source, cursor)
+    finally:
+        transport.close()
+
+
+def _parse_origin(source: Source) -> Repository:
+    try:
+        return parse_repository(source.repository)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"checking origin {source.repository} failed: resolve repository: {exc}"
+        ) from None
+
+
+class _Reader:
+    """The registry client seen through `observe.RegistryReader`, for one repository."""
+
+    def __init__(self, client: RegistryClient, repository: Repository, source: Source) -> None:
+        self._client = client
+        self._repository = repository
+        self._images = ImageSource(client, repository)
+        self._platform = wanted_platform(
+            source.platform.architecture if source.platform else None,
+            source.platform.os if source.platform else None,
+        )
+
+    def list_tags(self) -> list[str]:
+        return self._client.list_tags(self._repository)
+
+    def digest(self, reference: str) -> str | None:
+        ref = self._reference(reference)
+        descriptor = self._client.resolve(ref)
+        return descriptor.digest if descriptor else None
+
+    def inspect(self, digest: str) -> ImageFacts:
+        """Manifest, the platform's image for an index, and its config's `created` (§3.4)."""
+        top = self._images.manifest(digest)
+        return image_facts(top, self._images.platform_image(top, self._platform))
+
+    def _reference(self, text: str) -> Reference:
+        if text.startswith(("sha256:", "sha512:")):
+            return Reference(self._repository, digest=parse_digest(text))
+        return Reference(self._repository, tag=text)

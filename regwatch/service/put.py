@@ -1,0 +1,342 @@
+"""Concourse `out`: push an image under its tags and aliases, and record the push."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from regwatch.config import PutParams, Source, Version
+from regwatch.download import Layer, NoProgress, Progress
+from regwatch.errors import ConfigError, RegwatchError
+from regwatch.events import ImagePushed
+from regwatch.image.loading import BlobSource, LoadedImage, load_image
+from regwatch.net import Readable, RetryPolicy, Transport
+from regwatch.observe import Observation
+from regwatch.projections.aliases import decide_aliases, version_tag
+from regwatch.refs import Reference, Repository, parse_repository
+from regwatch.registry.client import RegistryClient
+from regwatch.service.wiring import (
+    Access,
+    Clock,
+    Metadata,
+    access_of,
+    connect,
+    load_state,
+    open_store,
+    prefixed,
+    record,
+    refuse_unsupported,
+    transient,
+    utc_now,
+)
+from regwatch.versioning import Version as SemVersion
+from regwatch.versioning import parse_version
+
+log = logging.getLogger(__name__)
+
+
+UPLOAD_CHUNK = 64 * 1024 * 1024
+"""Blobs larger than this go up in several PATCH requests."""
+
+
+PARALLEL_UPLOADS = 4
+
+
+@dataclass(frozen=True)
+class Pushed:
+    version: Version
+    metadata: list[Metadata]
+
+
+def put(
+    source: Source,
+    params: PutParams,
+    source_dir: Path,
+    *,
+    progress: Progress | None = None,
+    now: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Pushed:
+    """Concourse `out`: push the image at `params.image` under the computed tags (spec §6.6)."""
+    refuse_unsupported(source)
+    if source.content_trust is not None:
+        raise ConfigError("content_trust: signing with Notary is not built yet; remove it to push")
+    try:
+        repository = parse_repository(source.repository)
+    except ConfigError as exc:
+        raise ConfigError(f"could not resolve repository: {exc}") from None
+    tags = _tags_to_push(source, params, source_dir, repository, now)
+    image_path = _glob_one(source_dir, params.image or "")
+    try:
+        loaded = load_image(image_path)
+    except RegwatchError as exc:
+        raise prefixed(exc, f"could not load image from path '{params.image}'") from exc
+    homes = _blob_homes(source, repository, loaded) if source.store else {}
+    with loaded:
+        try:
+            shown = progress or NoProgress()
+            _push_with_retries(repository, access_of(source), loaded, tags, shown, sleep, homes)
+        except RegwatchError as exc:
+            raise prefixed(exc, "pushing image failed") from exc
+        digest = loaded.top.digest
+    if source.store:
+        blobs = tuple(blob.digest for blob in loaded.blobs)
+        _record_push(source, repository, digest, tags, blobs, now)
+    return Pushed(
+        Version(tag=tags[0], digest=digest),
+        [Metadata("repository", source.repository), Metadata("tags", " ".join(tags))],
+    )
+
+
+def _tags_to_push(
+    source: Source, params: PutParams, source_dir: Path, repository: Repository, now: Clock
+) -> list[str]:
+    """source tag, version tag, aliases, additional tags: in that order (spec §6.6)."""
+    tags: list[str] = [source.tag] if source.tag else []
+    if params.version:
+        version = _out_version(params.version)
+        tags.append(version_tag(version, source.variant))
+        if params.bump_aliases and not version.prerelease:
+            try:
+                existing = _observe_listing(source, repository, now)
+            except RegwatchError as exc:
+                raise prefixed(exc, "determine aliases") from exc
+            decision = decide_aliases(existing, version, source.variant)
+            for reason in decision.held_back:
+                log.info("%s", reason)
+            tags.extend(decision.aliases)
+    extra = _additional_tags(source_dir, params.additional_tags)
+    if params.tag_prefix and not extra:
+        raise ConfigError("tag_prefix can only be used when additional_tags are specified")
+    tags.extend(f"{params.tag_prefix or ''}{tag}" for tag in extra)
+    if not tags:
+        raise ConfigError("no tag specified - need either 'version:' in params or 'tag:' in source")
+    return tags
+
+
+_LOOSE_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+
+
+def _out_version(text: str) -> SemVersion:
+    version = parse_version(text)
+    if version is not None:
+        return version
+    if _LOOSE_VERSION.fullmatch(text):
+        raise ConfigError("failed to parse version: version segment starts with 0")
+    raise ConfigError(f'invalid semantic version: "{text}"')
+
+
+def _observe_listing(source: Source, repository: Repository, now: Clock) -> list[str]:
+    """List the repository's tags and record the listing, so the aliases come from the log."""
+    client = connect(repository.registry, access_of(source))
+    listed = tuple(client.list_tags(repository, new_ok=True))
+    observation = Observation(stream=repository.name, taken_at=now(), listed=listed)
+    with open_store(source) as store:
+        state, version = load_state(store, repository.name)
+        record(store, repository.name, state, version, observation)
+    return list(listed)
+
+
+def _additional_tags(source_dir: Path, name: str | None) -> list[str]:
+    if not name:
+        return []
+    path = source_dir / name
+    try:
+        return path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f'could not parse additional tags: failed to read file at "{path}": {reason}'
+        ) from exc
+
+
+def _glob_one(source_dir: Path, pattern: str) -> Path:
+    """Exactly one path matching `pattern` below the sources directory."""
+    if pattern.count("[") != pattern.count("]"):
+        raise ConfigError(f"failed to glob path '{pattern}': syntax error in pattern")
+    matches = sorted(glob.glob(str(source_dir / pattern), include_hidden=True))
+    if not matches:
+        raise ConfigError(f"no files match glob '{pattern}'")
+    if len(matches) > 1:
+        raise ConfigError(
+            f"too many files/directories match glob '{pattern}': [{' '.join(matches)}]"
+        )
+    return Path(matches[0])
+
+
+def _push_with_retries(
+    repository: Repository,
+    access: Access,
+    loaded: LoadedImage,
+    tags: Sequence[str],
+    progress: Progress,
+    sleep: Callable[[float], None],
+    homes: Mapping[str, Repository],
+) -> None:
+    policy = RetryPolicy.from_env()
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        transport = Transport(ca_certs=access.ca_certs)
+        try:
+            client = connect(repository.registry, access, transport)
+            _push(client, repository, loaded, tags, progress, homes)
+            return
+        except RegwatchError as exc:
+            delay = policy.interval(attempt)
+            if not transient(exc) or time.monotonic() - started + delay > policy.budget:
+                raise
+            log.warning("transient error: %s; retrying in %.1fs", exc, delay)
+            sleep(delay)
+            attempt += 1
+        finally:
+            transport.close()
+
+
+def _push(
+    client: RegistryClient,
+    repository: Repository,
+    loaded: LoadedImage,
+    tags: Sequence[str],
+    progress: Progress,
+    homes: Mapping[str, Repository],
+) -> None:
+    """Blobs the registry lacks, child manifests, then each tag that does not already match.
+
+    A missing blob the log places in another repository of this registry is mounted from
+    there instead of uploaded.
+    """
+    unique = list(dict.fromkeys(tags))
+    log.info("pushing tag(s) %s", ", ".join(unique))
+    top = loaded.top
+    stale = [tag for tag in unique if not _tag_points_at(client, repository, tag, top.digest)]
+    if stale:
+        missing = [
+            blob
+            for blob in loaded.blobs
+            if client.blob_size(repository, blob.digest) is None
+            and not _mounted(client, repository, blob.digest, homes.get(blob.digest))
+        ]
+        progress.begin([Layer(b.digest, b.size, b.media_type) for b in missing])
+        _in_parallel([partial(_upload, client, repository, blob, progress) for blob in missing])
+        for manifest in loaded.manifests:
+            if manifest is not top:
+                child = Reference(repository, digest=manifest.digest)
+                client.put_manifest(child, manifest.body, manifest.media_type)
+        _in_parallel(
+            [
+                partial(
+                    client.put_manifest, Reference(repository, tag=tag), top.body, top.media_type
+                )
+                for tag in stale
+            ]
+        )
+    log.info("pushed")
+
+
+def _put_tag(
+    client: RegistryClient, repository: Repository, body: bytes, media_type: str, tag: str
+) -> None:
+    client.put_manifest(Reference(repository, tag=tag), body, media_type)
+
+
+def _in_parallel(work: Sequence[Callable[[], object]]) -> None:
+    """Run up to PARALLEL_UPLOADS jobs at once; the first failure is raised."""
+    with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
+        for future in [pool.submit(job) for job in work]:
+            future.result()
+
+
+def _mounted(
+    client: RegistryClient, repository: Repository, digest: str, home: Repository | None
+) -> bool:
+    if home is None or not client.mount_blob(repository, digest, home):
+        return False
+    log.info("mounted %s from %s", digest, home)
+    return True
+
+
+def _blob_homes(
+    source: Source, repository: Repository, loaded: LoadedImage
+) -> dict[str, Repository]:
+    """Other repositories of this registry that the log says hold our blobs."""
+    wanted = {blob.digest for blob in loaded.blobs}
+    prefix = f"{repository.registry}/"
+    homes: dict[str, Repository] = {}
+    with open_store(source) as store:
+        for stored in store.read_all():
+            if not stored.stream.startswith(prefix) or stored.stream == repository.name:
+                continue
+            if stored.kind not in ("ImageInspected", "ImagePushed"):
+                continue
+            for digest in stored.payload.get("blobs") or ():
+                if digest in wanted:
+                    homes[digest] = Repository(repository.registry, stored.stream[len(prefix) :])
+    return homes
+
+
+def _tag_points_at(client: RegistryClient, repository: Repository, tag: str, digest: str) -> bool:
+    descriptor = client.resolve(Reference(repository, tag=tag))
+    return descriptor is not None and descriptor.digest == digest
+
+
+def _upload(
+    client: RegistryClient, repository: Repository, blob: BlobSource, progress: Progress
+) -> None:
+    try:
+        with blob.open() as stream:
+            counted = _CountedUpload(stream, blob.digest, progress)
+            client.upload_blob(
+                repository,
+                counted,
+                blob.digest,
+                blob.size,
+                chunk_size=UPLOAD_CHUNK,
+                check_exists=False,
+            )
+    finally:
+        progress.finish(blob.digest)
+
+
+class _CountedUpload:
+    def __init__(self, stream: Readable, digest: str, progress: Progress) -> None:
+        self._stream = stream
+        self._digest = digest
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._progress.advance(self._digest, len(data))
+        return data
+
+
+def _record_push(
+    source: Source,
+    repository: Repository,
+    digest: str,
+    tags: Sequence[str],
+    blobs: tuple[str, ...],
+    now: Clock,
+) -> None:
+    """With a persistent store: the push, and the tags now pointing at the digest."""
+    unique = tuple(dict.fromkeys(tags))
+    observation = Observation(
+        stream=repository.name, taken_at=now(), resolved=dict.fromkeys(unique, digest)
+    )
+    with open_store(source) as store:
+        state, version = load_state(store, repository.name)
+        record(
+            store,
+            repository.name,
+            state,
+            version,
+            observation,
+            extra=[ImagePushed(digest=digest, tags=unique, blobs=blobs)],
+        )
