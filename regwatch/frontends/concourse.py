@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from regwatch import service
-from regwatch.config import parse_check_request, parse_in_request, parse_out_request
+from regwatch.config import Version, parse_check_request, parse_in_request, parse_out_request
 from regwatch.errors import RegwatchError
 from regwatch.frontends.progress import progress_for
 
@@ -40,29 +40,16 @@ def in_main(
     stderr: TextIO | None = None,
 ) -> int:
     """`/opt/resource/in DEST`: fetches the version into DEST, prints version and metadata."""
-    args = list(sys.argv if argv is None else argv)
-    err = stderr or sys.stderr
-    if len(args) < 2:
-        print("error: destination path not specified", file=err)
-        return 1
-    destination = Path(args[1])
 
-    def get(request: str) -> Any:
+    def get(request: str, destination: Path, err: TextIO) -> Any:
         parsed = parse_in_request(request)
         _configure_logging(debug=parsed.source.debug)
         metadata = service.get(
-            parsed.source,
-            parsed.params,
-            parsed.version,
-            destination,
-            progress=progress_for(err),
+            parsed.source, parsed.params, parsed.version, destination, progress=progress_for(err)
         )
-        return {
-            "version": parsed.version.model_dump(),
-            "metadata": [{"name": m.name, "value": m.value} for m in metadata],
-        }
+        return _answer(parsed.version, metadata)
 
-    return _run(get, stdin or sys.stdin, stdout or sys.stdout, err)
+    return _with_directory(get, argv, stdin, stdout, stderr)
 
 
 def out_main(
@@ -72,24 +59,41 @@ def out_main(
     stderr: TextIO | None = None,
 ) -> int:
     """`/opt/resource/out SRC`: pushes an image from the build's inputs, prints the version."""
+
+    def put(request: str, sources: Path, err: TextIO) -> Any:
+        parsed = parse_out_request(request)
+        _configure_logging(debug=parsed.source.debug)
+        progress = None if parsed.source.debug else progress_for(err)
+        pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
+        return _answer(pushed.version, pushed.metadata)
+
+    return _with_directory(put, argv, stdin, stdout, stderr)
+
+
+def _with_directory(
+    step: Callable[[str, Path, TextIO], Any],
+    argv: Sequence[str] | None,
+    stdin: TextIO | None,
+    stdout: TextIO | None,
+    stderr: TextIO | None,
+) -> int:
+    """`in` and `out` take their directory as argv[1]; the Go resource's message when absent."""
     args = list(sys.argv if argv is None else argv)
     err = stderr or sys.stderr
     if len(args) < 2:
         print("error: destination path not specified", file=err)
         return 1
-    sources = Path(args[1])
+    directory = Path(args[1])
+    return _run(
+        lambda request: step(request, directory, err), stdin or sys.stdin, stdout or sys.stdout, err
+    )
 
-    def put(request: str) -> Any:
-        parsed = parse_out_request(request)
-        _configure_logging(debug=parsed.source.debug)
-        progress = None if parsed.source.debug else progress_for(err)
-        pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
-        return {
-            "version": pushed.version.model_dump(),
-            "metadata": [{"name": m.name, "value": m.value} for m in pushed.metadata],
-        }
 
-    return _run(put, stdin or sys.stdin, stdout or sys.stdout, err)
+def _answer(version: Version, metadata: Sequence[service.Metadata]) -> dict[str, Any]:
+    return {
+        "version": version.model_dump(),
+        "metadata": [{"name": m.name, "value": m.value} for m in metadata],
+    }
 
 
 def _check(request: str) -> Any:

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,57 +16,16 @@ from regwatch.refs import Repository
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
 from tests import images
+from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
 from tests.registries import RegistryServer
 
 
-@dataclass(frozen=True)
-class Run:
-    code: int
-    versions: Any
-    stderr: str
-
-
 def check(request: Mapping[str, Any] | str) -> Run:
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
-    payload = request if isinstance(request, str) else json.dumps(request)
-    done = subprocess.run(
-        [*command, "check"],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
-    versions = json.loads(done.stdout) if done.returncode == 0 else done.stdout
-    return Run(done.returncode, versions, done.stderr)
+    return step("check", request)
 
 
-def assert_fails(run: Run, *fragments: str) -> None:
-    assert run.code == 1, run
-    assert run.versions == ""
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def source_for(server: RegistryServer, repository: str, **extra: Any) -> dict[str, Any]:
-    source: dict[str, Any] = {"repository": repository, **extra}
-    if server.ca_pem:
-        source["ca_certs"] = [server.ca_pem]
-    if server.username:
-        source.update(username=server.username, password=server.password)
-    return source
-
-
-def seed(server: RegistryServer, tags: Mapping[str, images.Image]) -> str:
-    credentials = Credentials(server.username, server.password or "") if server.username else None
-    client = RegistryClient(
-        server.host, Transport(ca_certs=[server.ca_pem] if server.ca_pem else []), credentials
-    )
+def seed(server: RegistryServer, tags: Mapping[str, images.Image | images.Index]) -> str:
+    client = client_for(server)
     repo = Repository(server.host, f"check/{uuid.uuid4().hex[:10]}")
     for tag, item in tags.items():
         images.push(client, repo, tag, item)
@@ -90,13 +44,13 @@ def test_semver_check_with_cursor(server: RegistryServer) -> None:
 
     first = check({"source": source_for(server, repo)})
     assert first.code == 0, first.stderr
-    assert first.versions == [
+    assert first.answer == [
         {"tag": "1.0.0", "digest": one.digest},
         {"tag": "1.2.1", "digest": two.digest},
         {"tag": "2.0.0", "digest": three.digest},
     ]
-    later = check({"source": source_for(server, repo), "version": first.versions[1]})
-    assert later.versions == first.versions[1:]
+    later = check({"source": source_for(server, repo), "version": first.answer[1]})
+    assert later.answer == first.answer[1:]
 
 
 def test_tag_mode_and_moved_tag(plain_registry: RegistryServer) -> None:
@@ -106,7 +60,7 @@ def test_tag_mode_and_moved_tag(plain_registry: RegistryServer) -> None:
     seed_into(plain_registry, repo, {"stable": new})
 
     run = check({"Source": {"Repository": repo, "tag": "stable"}, "Version": cursor})
-    assert run.versions == [cursor, {"tag": "stable", "digest": new.digest}]
+    assert run.answer == [cursor, {"tag": "stable", "digest": new.digest}]
 
 
 def seed_into(server: RegistryServer, repo: str, tags: Mapping[str, images.Image]) -> None:
@@ -131,9 +85,9 @@ def test_regex_created_at_sort_on_an_index(plain_registry: RegistryServer) -> No
         "created_at_sort": True,
         "platform": {"architecture": "amd64", "os": "linux"},
     }
-    assert [v["tag"] for v in check({"source": source}).versions] == ["build-early", "build-late"]
+    assert [v["tag"] for v in check({"source": source}).answer] == ["build-early", "build-late"]
     source["platform"] = {"architecture": "arm64"}
-    assert [v["tag"] for v in check({"source": source}).versions] == ["build-late", "build-early"]
+    assert [v["tag"] for v in check({"source": source}).answer] == ["build-late", "build-early"]
 
 
 def test_persistent_store_keeps_the_audit_trail(
@@ -146,7 +100,7 @@ def test_persistent_store_keeps_the_audit_trail(
 
     assert check({"source": source}).code == 0
     seed_into(plain_registry, repo, {"1.1.0": second, "latest": second})
-    assert check({"source": source}).versions[-1] == {"tag": "1.1.0", "digest": second.digest}
+    assert check({"source": source}).answer[-1] == {"tag": "1.1.0", "digest": second.digest}
 
     polls = [set(poll) for poll in split_polls(events(database))]
     assert polls == [
@@ -246,7 +200,7 @@ def test_mirror_answers_for_docker_hub_images_with_its_own_credentials(
     }
     run = check({"source": source})
     assert run.code == 0, run.stderr
-    assert run.versions == [{"tag": "1.0.0", "digest": item.digest}]
+    assert run.answer == [{"tag": "1.0.0", "digest": item.digest}]
     assert "checking mirror" not in run.stderr
 
 
@@ -255,7 +209,7 @@ def test_mirror_is_ignored_for_other_registries(plain_registry: RegistryServer) 
     repo = seed(plain_registry, {"2.0.0": item})
     source = {"repository": repo, "registry_mirror": {"host": "127.0.0.1:9"}}
     run = check({"source": source})
-    assert run.versions == [{"tag": "2.0.0", "digest": item.digest}], run.stderr
+    assert run.answer == [{"tag": "2.0.0", "digest": item.digest}], run.stderr
     assert "mirror" not in run.stderr
 
 

@@ -60,7 +60,9 @@ def server(request: pytest.FixtureRequest) -> RegistryServer:
     return registry
 
 
-def seed(server: RegistryServer, tags: Mapping[str, images.Image], prefix: str = "cli") -> str:
+def seed(
+    server: RegistryServer, tags: Mapping[str, images.Image | images.Index], prefix: str = "cli"
+) -> str:
     """Push images under tags; returns the repository name to type on the command line."""
     credentials = Credentials(server.username, server.password or "") if server.username else None
     client = RegistryClient(

@@ -5,82 +5,31 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 import tarfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from regwatch.net import Transport
+from regwatch.image import manifests as mt
 from regwatch.refs import Repository
-from regwatch.registry.auth import Credentials
-from regwatch.registry.client import RegistryClient
 from tests import images
+from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
 from tests.registries import RegistryServer, require_tool
 
 
-@dataclass(frozen=True)
-class Run:
-    code: int
-    answer: Any
-    stderr: str
-
-
 def get(request: Mapping[str, Any] | str, *args: str) -> Run:
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
-    payload = request if isinstance(request, str) else json.dumps(request)
-    done = subprocess.run(
-        [*command, "in", *args],
-        input=payload,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=dict(os.environ),
-    )
-    answer = json.loads(done.stdout) if done.returncode == 0 else done.stdout
-    return Run(done.returncode, answer, done.stderr)
-
-
-def assert_fails(run: Run, *fragments: str) -> None:
-    assert run.code == 1, run
-    assert run.answer == ""
-    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, run.stderr
-    assert "Traceback" not in run.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def client_for(server: RegistryServer) -> RegistryClient:
-    credentials = Credentials(server.username, server.password or "") if server.username else None
-    return RegistryClient(
-        server.host, Transport(ca_certs=[server.ca_pem] if server.ca_pem else []), credentials
-    )
+    return step("in", request, *args)
 
 
 def push(server: RegistryServer, tag: str, item: images.Image | images.Index) -> str:
     repo = Repository(server.host, f"in/{uuid.uuid4().hex[:10]}")
     images.push(client_for(server), repo, tag, item)
     return str(repo)
-
-
-def source_for(server: RegistryServer, repository: str, **extra: Any) -> dict[str, Any]:
-    source: dict[str, Any] = {"repository": repository, **extra}
-    if server.ca_pem:
-        source["ca_certs"] = [server.ca_pem]
-    if server.username:
-        source.update(username=server.username, password=server.password)
-    return source
 
 
 def rich_image(name: str) -> images.Image:
@@ -313,12 +262,12 @@ def test_hostile_layer_is_refused_and_nothing_escapes(
     config_blob = images.Blob(good.config.media_type, json.dumps(config).encode())
     manifest = {
         "schemaVersion": 2,
-        "mediaType": images.mt.OCI_MANIFEST,
+        "mediaType": mt.OCI_MANIFEST,
         "config": config_blob.descriptor(),
         "layers": [layer.descriptor()],
     }
     item = images.Image(
-        config_blob, (layer,), images.Blob(images.mt.OCI_MANIFEST, json.dumps(manifest).encode())
+        config_blob, (layer,), images.Blob(mt.OCI_MANIFEST, json.dumps(manifest).encode())
     )
     repo = push(plain_registry, "v1", item)
     dest = tmp_path / "deep" / "dest"

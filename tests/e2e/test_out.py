@@ -3,75 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from regwatch.net import Transport
+from regwatch.image import manifests as mt
 from regwatch.refs import Reference, Repository
-from regwatch.registry.auth import Credentials
-from regwatch.registry.client import RegistryClient
 from tests import images
+from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
 from tests.registries import RegistryServer, require_tool
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
-@dataclass(frozen=True)
-class Run:
-    code: int
-    answer: Any
-    stderr: str
-
-
-def regwatch(step: str, request: Mapping[str, Any], directory: Path | None) -> Run:
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
-    done = subprocess.run(
-        [*command, step, *([str(directory)] if directory else [])],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=dict(os.environ),
-    )
-    answer = json.loads(done.stdout) if done.returncode == 0 else done.stdout
-    return Run(done.returncode, answer, done.stderr)
-
-
-def assert_fails(run: Run, *fragments: str) -> None:
-    assert run.code == 1, run
-    lines = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, run.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-def client_for(server: RegistryServer) -> RegistryClient:
-    credentials = Credentials(server.username, server.password or "") if server.username else None
-    return RegistryClient(
-        server.host, Transport(ca_certs=[server.ca_pem] if server.ca_pem else []), credentials
-    )
-
-
-def source_for(server: RegistryServer, repository: str, **extra: Any) -> dict[str, Any]:
-    source: dict[str, Any] = {"repository": repository, **extra}
-    if server.ca_pem:
-        source["ca_certs"] = [server.ca_pem]
-    if server.username:
-        source.update(username=server.username, password=server.password)
-    return source
+def regwatch(name: str, request: Mapping[str, Any], directory: Path | None) -> Run:
+    return step(name, request, directory)
 
 
 def fresh(server: RegistryServer, prefix: str = "out") -> str:
@@ -88,9 +40,7 @@ def docker_image(name: str) -> images.Image:
         f'"config":{{"mediaType":"{DOCKER_CONFIG}","size":{len(config.data)},"digest":"{config.digest}"}},'
         f'"layers":[{{"mediaType":"{DOCKER_GZIP}","size":{len(layer.data)},"digest":"{layer.digest}"}}]}}'
     )
-    return images.Image(
-        config, (layer,), images.Blob(images.mt.DOCKER_MANIFEST_V2, manifest.encode())
-    )
+    return images.Image(config, (layer,), images.Blob(mt.DOCKER_MANIFEST_V2, manifest.encode()))
 
 
 def pushed_tags(server: RegistryServer, repository: str) -> dict[str, str]:
@@ -431,7 +381,7 @@ def test_skopeo_docker_archive_is_pushed_with_its_config(
 
     assert put.code == 0, put.stderr
     manifest = json.loads(skopeo_raw(f"{target}:b"))
-    assert manifest["mediaType"] == images.mt.DOCKER_MANIFEST_V2
+    assert manifest["mediaType"] == mt.DOCKER_MANIFEST_V2
     assert manifest["config"]["digest"] == item.config.digest
     assert put.answer["version"]["digest"] == images.sha256(skopeo_raw(f"{target}:b"))
 
@@ -448,7 +398,7 @@ def test_buildx_style_nested_layout(plain_registry: RegistryServer, tmp_path: Pa
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     outer = {
         "schemaVersion": 2,
-        "mediaType": images.mt.OCI_INDEX,
+        "mediaType": mt.OCI_INDEX,
         "manifests": [
             inner.manifest.descriptor(annotations={"org.opencontainers.image.ref.name": "x"})
         ],

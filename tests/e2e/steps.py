@@ -1,0 +1,71 @@
+"""Driving the Concourse steps as Concourse does: a subprocess, JSON on stdin, JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from regwatch.net import Transport
+from regwatch.registry.auth import Credentials
+from regwatch.registry.client import RegistryClient
+from tests.registries import RegistryServer
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    answer: Any
+    """The JSON document on stdout when the step succeeded, else stdout as text."""
+    stderr: str
+
+
+def step(name: str, request: Mapping[str, Any] | str, directory: Path | str | None = None) -> Run:
+    """Run `regwatch check|in|out [DIRECTORY]` with the request on stdin."""
+    script = shutil.which("regwatch")
+    command = [script] if script else [sys.executable, "-m", "regwatch"]
+    payload = request if isinstance(request, str) else json.dumps(request)
+    done = subprocess.run(
+        [*command, name, *([str(directory)] if directory is not None else [])],
+        input=payload,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ),
+    )
+    answer = json.loads(done.stdout) if done.returncode == 0 else done.stdout
+    return Run(done.returncode, answer, done.stderr)
+
+
+def assert_fails(run: Run, *fragments: str) -> None:
+    """Exit 1, nothing on stdout, exactly one `error:` line holding every fragment."""
+    assert run.code == 1, run
+    assert run.answer == ""
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def client_for(server: RegistryServer) -> RegistryClient:
+    credentials = Credentials(server.username, server.password or "") if server.username else None
+    transport = Transport(ca_certs=[server.ca_pem] if server.ca_pem else [])
+    return RegistryClient(server.host, transport, credentials)
+
+
+def source_for(server: RegistryServer, repository: str, **extra: Any) -> dict[str, Any]:
+    """A `source:` reaching `repository` on `server`, with its CA and credentials."""
+    source: dict[str, Any] = {"repository": repository, **extra}
+    if server.ca_pem:
+        source["ca_certs"] = [server.ca_pem]
+    if server.username:
+        source.update(username=server.username, password=server.password)
+    return source
