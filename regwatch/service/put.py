@@ -218,14 +218,12 @@ def _push(
     top = loaded.top
     stale = [tag for tag in unique if not _tag_points_at(client, repository, tag, top.digest)]
     if stale:
-        missing = [
-            blob
-            for blob in loaded.blobs
-            if client.blob_size(repository, blob.digest) is None
-            and not _mounted(client, repository, blob.digest, homes.get(blob.digest))
-        ]
-        progress.begin([Layer(b.digest, b.size, b.media_type) for b in missing])
-        _in_parallel([partial(_upload, client, repository, blob, progress) for blob in missing])
+        _in_parallel(
+            [
+                partial(_ensure_blob, client, repository, blob, progress=progress, homes=homes)
+                for blob in loaded.blobs
+            ]
+        )
         for manifest in loaded.manifests:
             if manifest is not top:
                 child = Reference(repository, digest=manifest.digest)
@@ -287,9 +285,20 @@ def _tag_points_at(client: RegistryClient, repository: Repository, tag: str, dig
     return descriptor is not None and descriptor.digest == digest
 
 
-def _upload(
-    client: RegistryClient, repository: Repository, blob: BlobSource, progress: Progress
+def _ensure_blob(
+    client: RegistryClient,
+    repository: Repository,
+    blob: BlobSource,
+    *,
+    progress: Progress,
+    homes: Mapping[str, Repository],
 ) -> None:
+    """One blob, start to finish: present already, mounted from elsewhere, or uploaded."""
+    if client.blob_size(repository, blob.digest) is not None:
+        return
+    if _mounted(client, repository, blob.digest, homes.get(blob.digest)):
+        return
+    progress.begin([Layer(blob.digest, blob.size, blob.media_type)])
     try:
         with blob.open() as stream:
             counted = _CountedUpload(stream, blob.digest, progress)

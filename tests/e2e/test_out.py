@@ -416,3 +416,27 @@ def test_buildx_style_nested_layout(plain_registry: RegistryServer, tmp_path: Pa
     assert put.answer["version"]["digest"] == inner.digest
     assert skopeo_raw(f"{target}:multi") == inner.manifest.data
     assert skopeo_raw(f"{target}@{children[1].digest}") == children[1].manifest.data
+
+
+def test_a_corrupt_layout_blob_is_refused_before_any_tag_moves(
+    plain_registry: RegistryServer, tmp_path: Path
+) -> None:
+    item = images.image("corrupt")
+    layout = images.write_oci_layout(tmp_path / "img", "v", item)
+    (layout / "single-image-digest").write_text(item.digest)
+    layer = layout / "blobs/sha256" / item.layers[0].digest.removeprefix("sha256:")
+    data = bytearray(layer.read_bytes())
+    data[-1] ^= 0xFF
+    layer.write_bytes(bytes(data))
+    target = fresh(plain_registry)
+
+    run = regwatch(
+        "out", {"source": {"repository": target, "tag": "t"}, "params": {"image": "img"}}, tmp_path
+    )
+
+    assert_fails(run, "pushing image failed", "DIGEST_INVALID")
+    client = client_for(plain_registry)
+    assert (
+        client.resolve(Reference(Repository(plain_registry.host, target.split("/", 1)[1]), tag="t"))
+        is None
+    )
