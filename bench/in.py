@@ -1,19 +1,28 @@
 # ruff: noqa: N999  (`in` is the command this benchmarks: `python -m bench.in`)
 """`in` benchmark: `regwatch in` (rootfs and oci) against `skopeo copy` + `umoci unpack`.
 
-Run by hand from the repository root (needs docker-registry, skopeo and umoci):
+Run by hand from the repository root (needs docker-registry, skopeo, umoci and GNU time):
 
-    python -m bench.in [--repeat 3] [--size-mib 300] [--layers 5]
+    python -m bench.in [--repeat 3] [--size-mib 300] [--layers 5] [--work-dir DIR]
+                       [--delete-each-run]
 
 It starts a local docker-registry, builds an image on disk (`--layers` gzip layers holding
 `--size-mib` MiB of files in all: a few large files and many small ones, part pseudo-random
-bytes and part word-salad text, so that it compresses to about two thirds of its size like the
+bytes and part word-salad text, so that gzip -6 takes it to about 70 % of its size, like the
 image in ../shared/docs/performance.md), pushes it with regwatch's client (streamed from the
 files), and then times, `--repeat` times each and interleaved, every tool as a child process
-into a fresh destination: wall time, CPU (user + system, from `wait4`), peak RSS (`ru_maxrss`
-from `wait4`) and the registry's CPU over the same run. Once, it checks that regwatch's rootfs
-holds exactly what umoci's does. Prints a markdown table for docs/benchmarks.md; progress goes
-to stderr.
+into a fresh destination: wall time, CPU (user + system, from `wait4`), peak RSS (GNU time's
+`%M`; `run_child` says why not `wait4`'s) and the registry's CPU over the same run. Once, it
+checks that regwatch's rootfs holds exactly what umoci's does. Prints a markdown table for
+docs/benchmarks.md; progress goes to stderr.
+
+Destinations are kept until the end of the benchmark and then deleted together (about 1.1 GB a
+repetition). On ext4 without a journal, as on the project's machines, the kernel skips inodes
+deleted in the last 60–300 s when it allocates new ones (`recently_deleted()` in
+fs/ext4/ialloc.c), so creating files gets slower with every tree deleted shortly before:
+deleting each destination after its run made the next run's file creation several times
+slower, whichever tool it was. For the same reason, start the benchmark at least five minutes
+after deleting large trees on that filesystem. `--delete-each-run` deletes as it goes instead.
 """
 
 from __future__ import annotations
@@ -56,7 +65,7 @@ CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LARGE_SHARES = (("random", 0.12), ("text", 0.10), ("mixed", 0.08))
 """Each layer's large files, as (content kind, share of the layer's bytes): 30 % in all."""
 SMALL_KINDS = ("random", "text", "text", "mixed", "random", "text", "mixed", "random", "text")
-"""Kinds drawn for small files: about 45 % of all bytes end up pseudo-random."""
+"""Kinds drawn for small files: about 45 % of their bytes end up pseudo-random."""
 SMALL_MIN, SMALL_MAX = 32, 256 * 1024
 """Small files are log-uniform in size between these (mean ≈ 29 KiB)."""
 FILES_PER_DIR = 100
@@ -285,13 +294,18 @@ def push_image(server: RegistryServer, image: BuiltImage) -> None:
 @dataclass(frozen=True)
 class Sample:
     wall: float
-    cpu: float
+    user: float
+    sys: float
     rss_kib: int
     registry_cpu: float
 
+    @property
+    def cpu(self) -> float:
+        return self.user + self.sys
+
     def __str__(self) -> str:
         return (
-            f"{self.wall:.2f} s wall, {self.cpu:.2f} s CPU, "
+            f"{self.wall:.2f} s wall, {self.user:.2f} s user + {self.sys:.2f} s sys CPU, "
             f"{self.rss_kib / 1024:.0f} MiB peak RSS, registry {self.registry_cpu:.2f} s CPU"
         )
 
@@ -302,15 +316,26 @@ def registry_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_child(args: Sequence[str], logs: Path, stdin: bytes = b"") -> tuple[float, int, bytes]:
-    """Run one command to its end: (CPU seconds, peak RSS in KiB, stdout), from `wait4`.
+def run_child(
+    args: Sequence[str], logs: Path, time_bin: str, stdin: bytes = b""
+) -> tuple[float, float, int, bytes]:
+    """Run one command to its end: (user and system CPU seconds, peak RSS in KiB, stdout).
+
+    CPU comes from `wait4` on GNU time, which has waited for the command: the command's own
+    CPU (and its children's), not the benchmark's. Peak RSS comes from GNU time's `%M`, not from
+    that `wait4`: Python starts children with vfork, and exec keeps the old address space's
+    high-water mark, so a child's own `ru_maxrss` never reads below the benchmark process's
+    peak (`true` started from a process that had touched 200 MiB read 213 MiB). GNU time forks
+    the command from its own small address space, so its `%M` is the command's.
 
     stdout and stderr go to files, so nothing can fill a pipe; stdin is small enough for the
     pipe's buffer, so it is written and closed before waiting.
     """
     out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
+    rss_path = logs.with_suffix(".rss")
+    timed = [time_bin, "--format=%M", f"--output={rss_path}", *args]
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=out, stderr=err)
+        process = subprocess.Popen(timed, stdin=subprocess.PIPE, stdout=out, stderr=err)
         assert process.stdin is not None
         try:
             process.stdin.write(stdin)
@@ -322,12 +347,16 @@ def run_child(args: Sequence[str], logs: Path, stdin: bytes = b"") -> tuple[floa
     if process.returncode != 0:
         tail = err_path.read_text(errors="replace")[-2000:]
         raise SystemExit(f"{args[0]} … exited with {process.returncode}:\n{tail}")
-    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss, out_path.read_bytes()
+    peak = int(rss_path.read_text().split()[-1])
+    return usage.ru_utime, usage.ru_stime, peak, out_path.read_bytes()
 
 
 class Bench:
-    def __init__(self, server: RegistryServer, work: Path, image: BuiltImage) -> None:
+    def __init__(
+        self, server: RegistryServer, work: Path, image: BuiltImage, time_bin: str
+    ) -> None:
         self._server = server
+        self._time = time_bin
         self._work = work
         self._image = image
         self._runs = 0
@@ -370,16 +399,17 @@ class Bench:
         os.sync()  # the previous run's writeback must not land in this one
         registry_before = registry_cpu(self._server.pid)
         started = time.perf_counter()
-        cpu, rss = 0.0, 0
+        user, system, rss = 0.0, 0.0, 0
         samples: list[Sample] = []
         for args, stdin in commands:
             logs = destination / Path(args[0]).name
-            used, peak, out = run_child(args, logs, stdin)
+            used, kernel, peak, out = run_child(args, logs, self._time, stdin)
             if args[0] == sys.executable:
                 self._check_in(out)
-            cpu, rss = cpu + used, max(rss, peak)
+            user, system, rss = user + used, system + kernel, max(rss, peak)
             registry = registry_cpu(self._server.pid) - registry_before
-            samples.append(Sample(time.perf_counter() - started, cpu, rss, registry))
+            wall = time.perf_counter() - started
+            samples.append(Sample(wall, user, system, rss, registry))
         return samples
 
     def _check_in(self, out: bytes) -> None:
@@ -461,8 +491,12 @@ class Row:
         return statistics.median(s.wall for s in self.samples)
 
     @property
-    def cpu(self) -> float:
-        return statistics.median(s.cpu for s in self.samples)
+    def user(self) -> float:
+        return statistics.median(s.user for s in self.samples)
+
+    @property
+    def sys(self) -> float:
+        return statistics.median(s.sys for s in self.samples)
 
     @property
     def registry(self) -> float:
@@ -476,7 +510,7 @@ class Row:
 def table(rows: Sequence[Row], baseline: Row) -> str:
     lines = [
         "| tool | format | median wall | peak RSS | wall vs skopeo + umoci | RSS vs skopeo + umoci "
-        "| CPU (user + sys) | registry CPU | runs (wall) |",
+        "| CPU: user + sys | registry CPU | runs (wall) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -484,7 +518,7 @@ def table(rows: Sequence[Row], baseline: Row) -> str:
         lines.append(
             f"| {row.tool} | {row.fmt} | {row.wall:.2f} s | {row.rss_mib:.0f} MiB "
             f"| {row.wall / baseline.wall:.2f}× | {row.rss_mib / baseline.rss_mib:.1f}× "
-            f"| {row.cpu:.2f} s | {row.registry:.2f} s | {runs} |"
+            f"| {row.user:.2f} + {row.sys:.2f} s | {row.registry:.2f} s | {runs} s |"
         )
     return "\n".join(lines)
 
@@ -497,24 +531,39 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=300)
     parser.add_argument("--layers", type=int, default=5)
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the registry, the image and every destination go (default: the temp dir)",
+    )
+    parser.add_argument(
+        "--delete-each-run",
+        action="store_true",
+        help="delete each destination right after its run (default: all at the end; see the "
+        "module docstring for why)",
+    )
     args = parser.parse_args()
     if args.repeat < 1 or args.layers < 1 or args.size_mib < args.layers:
         parser.error("--repeat and --layers must be at least 1, --size-mib at least --layers")
-    tools = {name: shutil.which(name) for name in ("docker-registry", "skopeo", "umoci")}
+    names = ("docker-registry", "skopeo", "umoci", "time")
+    tools = {name: shutil.which(name) for name in names}
     if not all(tools.values()):
         missing = ", ".join(name for name, path in tools.items() if not path)
-        raise SystemExit(f"needs {missing}")
-    with tempfile.TemporaryDirectory(prefix="regwatch-bench-in-") as tmp:
-        work = Path(tmp)
+        raise SystemExit(f"needs {missing} (`time` is GNU time: Debian's package time)")
+    work = Path(tempfile.mkdtemp(prefix="regwatch-bench-in-", dir=args.work_dir))
+    try:
         (work / "registry").mkdir()
         server = start_plain_registry(str(tools["docker-registry"]), work / "registry")
         try:
-            run(server, work, args)
+            run(server, work, str(tools["time"]), args)
         finally:
             server.stop()
+    finally:
+        remove(work)
 
 
-def run(server: RegistryServer, work: Path, args: argparse.Namespace) -> None:
+def run(server: RegistryServer, work: Path, time_bin: str, args: argparse.Namespace) -> None:
     (work / "image").mkdir()
     started = time.perf_counter()
     image = build_image(work / "image", args.size_mib, args.layers)
@@ -532,7 +581,7 @@ def run(server: RegistryServer, work: Path, args: argparse.Namespace) -> None:
     for layer in image.layers:
         layer.path.unlink()
 
-    bench = Bench(server, work, image)
+    bench = Bench(server, work, image, time_bin)
     rootfs, oci = Row("regwatch in", "rootfs", []), Row("regwatch in", "oci (image.tar)", [])
     skopeo = Row("skopeo copy", "oci layout (no unpack)", [])
     baseline = Row("skopeo copy + umoci unpack", "rootfs (bundle)", [])
@@ -547,14 +596,16 @@ def run(server: RegistryServer, work: Path, args: argparse.Namespace) -> None:
         log(f"run {attempt}: skopeo + umoci {both} (skopeo {copied.wall:.2f} s)")
         if attempt == 1:
             log(compare_trees(ours / "dest" / "rootfs", theirs / "bundle" / "rootfs", image))
-        remove(ours)
-        remove(theirs)
+        if args.delete_each_run:
+            remove(ours)
+            remove(theirs)
         tarball = bench.fresh("oci")
         oci.samples.append(bench.regwatch("oci", tarball))
         size = (tarball / "dest" / "image.tar").stat().st_size
         assert size > sum(layer.size for layer in image.layers), f"image.tar is {size} bytes"
         log(f"run {attempt}: regwatch oci {oci.samples[-1]}")
-        remove(tarball)
+        if args.delete_each_run:
+            remove(tarball)
     print(
         f"Image: {len(image.layers)} layers, {tar_mib:.0f} MiB uncompressed, "
         f"{gzip_mb:.0f} MB gzip, {files} files; median of {args.repeat} runs, peak RSS the "
