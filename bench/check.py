@@ -19,12 +19,10 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import queue
 import shutil
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.measure import cpu_seconds, duration, log
 from regwatch import service
 from regwatch.config import Source, Version
 from regwatch.image.manifests import OCI_MANIFEST
@@ -49,10 +48,6 @@ CURSOR_DEPTH = 10
 SEED_THREADS = 8
 TLS = "TLS handshake"
 """How both request counters name the https probe the client makes before falling back to http."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- seeding ------------------------------------------------------------------------------------
@@ -272,12 +267,6 @@ def request_log() -> Iterator[_RequestLog]:
         logger.propagate = propagate
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass(frozen=True)
 class Config:
     scenario: str
@@ -395,10 +384,6 @@ def table(results: Sequence[Result]) -> str:
             f"| {duration(result.client_cpu)} / {duration(result.registry_cpu)} |"
         )
     return "\n".join(lines)
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
 
 
 # -- main ---------------------------------------------------------------------------------------

@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -47,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from bench.measure import cpu_seconds, log, run_child
 from regwatch.image.manifests import OCI_MANIFEST
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
@@ -75,10 +75,6 @@ BLOCK = 64 * 1024
 CORPUS_WORDS = 300_000
 SAMPLE_EVERY = 20
 """The tree comparison hashes every 20th regular file and every file of 1 MiB or more."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- building the image on disk -----------------------------------------------------------------
@@ -310,47 +306,6 @@ class Sample:
         )
 
 
-def registry_cpu(pid: int) -> float:
-    """User + system CPU time of the registry so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def run_child(
-    args: Sequence[str], logs: Path, time_bin: str, stdin: bytes = b""
-) -> tuple[float, float, int, bytes]:
-    """Run one command to its end: (user and system CPU seconds, peak RSS in KiB, stdout).
-
-    CPU comes from `wait4` on GNU time, which has waited for the command: the command's own
-    CPU (and its children's), not the benchmark's. Peak RSS comes from GNU time's `%M`, not from
-    that `wait4`: Python starts children with vfork, and exec keeps the old address space's
-    high-water mark, so a child's own `ru_maxrss` never reads below the benchmark process's
-    peak (`true` started from a process that had touched 200 MiB read 213 MiB). GNU time forks
-    the command from its own small address space, so its `%M` is the command's.
-
-    stdout and stderr go to files, so nothing can fill a pipe; stdin is small enough for the
-    pipe's buffer, so it is written and closed before waiting.
-    """
-    out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
-    rss_path = logs.with_suffix(".rss")
-    timed = [time_bin, "--format=%M", f"--output={rss_path}", *args]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(timed, stdin=subprocess.PIPE, stdout=out, stderr=err)
-        assert process.stdin is not None
-        try:
-            process.stdin.write(stdin)
-            process.stdin.close()
-        except BrokenPipeError:
-            pass
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = err_path.read_text(errors="replace")[-2000:]
-        raise SystemExit(f"{args[0]} … exited with {process.returncode}:\n{tail}")
-    peak = int(rss_path.read_text().split()[-1])
-    return usage.ru_utime, usage.ru_stime, peak, out_path.read_bytes()
-
-
 class Bench:
     def __init__(
         self, server: RegistryServer, work: Path, image: BuiltImage, time_bin: str
@@ -397,17 +352,18 @@ class Bench:
     ) -> list[Sample]:
         """Run the commands one after another; a sample of all of them so far after each."""
         os.sync()  # the previous run's writeback must not land in this one
-        registry_before = registry_cpu(self._server.pid)
+        registry_before = cpu_seconds(self._server.pid)
         started = time.perf_counter()
         user, system, rss = 0.0, 0.0, 0
         samples: list[Sample] = []
         for args, stdin in commands:
             logs = destination / Path(args[0]).name
-            used, kernel, peak, out = run_child(args, logs, self._time, stdin)
+            measured = run_child(args, logs, stdin=stdin, time_bin=self._time)
+            used, kernel, peak, out = measured.user, measured.sys, measured.rss_kib, measured.stdout
             if args[0] == sys.executable:
                 self._check_in(out)
             user, system, rss = user + used, system + kernel, max(rss, peak)
-            registry = registry_cpu(self._server.pid) - registry_before
+            registry = cpu_seconds(self._server.pid) - registry_before
             wall = time.perf_counter() - started
             samples.append(Sample(wall, user, system, rss, registry))
         return samples

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
+from bench.measure import GNU_TIME, cpu_seconds, duration, log, run_child
 from regwatch.image.manifests import OCI_INDEX, OCI_MANIFEST
 from tests.registries import RegistryServer, start_plain_registry
 
@@ -69,12 +70,7 @@ before they fall back to plain HTTP (the registry answers it with a 400 and no l
 METHODS = (TLS_PROBE, "GET", "HEAD", "POST", "PATCH", "PUT", "DELETE")
 READ_ONLY = frozenset({TLS_PROBE, "GET", "HEAD"})
 ACCESS_LOG_WAIT = 5.0
-GNU_TIME = "/usr/bin/time"
 """GNU time (Debian package `time`), for the peak RSS of each command (see `run_child`)."""
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the image on disk --------------------------------------------------------------------------
@@ -396,12 +392,6 @@ def fresh_target(registry_bin: str, workdir: Path) -> Iterator[Target]:
 # -- measuring ----------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass(frozen=True)
 class Sample:
     wall: float
@@ -428,38 +418,6 @@ class Sample:
         )
 
 
-def run_child(
-    args: Sequence[str], stdin: bytes, env: Mapping[str, str], logs: Path
-) -> tuple[float, int, bytes]:
-    """Run one command to its end: (CPU seconds, peak RSS in KiB, stdout).
-
-    CPU is from our `wait4` on the child. Peak RSS is not: a child of this process starts with
-    this process's RSS as its high-water mark (Python spawns with vfork, and exec keeps the old
-    mm's peak), so `ru_maxrss` could never read below the benchmark's own ~60 MiB. GNU time
-    forks the command from its own ~2 MiB and reports its child's `ru_maxrss` (`%M`) instead.
-    stdout and stderr go to files, so nothing can fill a pipe; stdin is small enough for the
-    pipe's buffer, so it is written and closed before waiting.
-    """
-    out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
-    rss_path = logs.with_suffix(".rss")
-    timed = [GNU_TIME, "--format", "%M", "--output", str(rss_path), "--", *args]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        process = subprocess.Popen(
-            timed, stdin=subprocess.PIPE, stdout=out, stderr=err, env=dict(env)
-        )
-        assert process.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.write(stdin)
-            process.stdin.close()
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        tail = err_path.read_text(errors="replace")[-2000:]
-        raise SystemExit(f"{' '.join(args[:4])} … exited with {process.returncode}:\n{tail}")
-    rss_kib = int(rss_path.read_text().split()[-1])
-    return usage.ru_utime + usage.ru_stime, rss_kib, out_path.read_bytes()
-
-
 def measure(
     target: Target, args: Sequence[str], stdin: bytes, env: Mapping[str, str], logs: Path
 ) -> Sample:
@@ -469,7 +427,8 @@ def measure(
     target.take_log()
     registry_before, bench_before = cpu_seconds(target.server.pid), time.process_time()
     started = time.perf_counter()
-    cpu, rss, stdout = run_child(args, stdin, env, logs)
+    measured = run_child(args, logs, stdin=stdin, env=env)
+    cpu, rss, stdout = measured.cpu, measured.rss_kib, measured.stdout
     wall = time.perf_counter() - started
     registry = cpu_seconds(target.server.pid) - registry_before
     proxy = time.process_time() - bench_before  # the main thread only waited: proxy threads
@@ -694,10 +653,6 @@ def registry_of(sample: Sample) -> float:
 
 def sent_of(sample: Sample) -> float:
     return sample.sent
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
 
 
 def megabytes(count: float) -> str:
