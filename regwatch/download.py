@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from regwatch.errors import DigestMismatch, UnsupportedMedia
-from regwatch.image.digests import VerifyingReader, digest_of
+from regwatch.errors import UnsupportedMedia
+from regwatch.image.digests import VerifyingReader
 from regwatch.image.manifests import Platform, is_index, select_child
 from regwatch.image.rootfs import apply_layer
 from regwatch.refs import Reference, Repository
@@ -249,9 +249,3 @@ def write_small_file(path: Path, content: str | bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
         raise
-
-
-def check_digest(body: bytes, digest: str, what: str) -> None:
-    actual = digest_of(body, digest.partition(":")[0])
-    if actual != digest:
-        raise DigestMismatch(f"{what}: content has digest {actual}, expected {digest}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from regwatch.errors import ConfigError
 
@@ -118,6 +119,11 @@ def parse_reference(text: str) -> Reference:
                 "'_', '.' and '-', not starting with '.' or '-'"
             )
     return Reference(parse_repository(name), tag=tag, digest=digest or None)
+
+
+def is_digest(text: object) -> TypeGuard[str]:
+    """Whether `text` is a canonical `sha256:`/`sha512:` digest (and so safe as a file name)."""
+    return isinstance(text, str) and _DIGEST_RE.fullmatch(text) is not None
 
 
 def parse_digest(text: str) -> str:

@@ -57,6 +57,8 @@ from typing import Any, BinaryIO, TypeAlias
 from regwatch.errors import ConfigError, ImageError
 from regwatch.image import manifests as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
+from regwatch.image.digests import digest_of
+from regwatch.refs import is_digest
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -83,7 +85,6 @@ MAX_INDEX_DEPTH = 16
 MAX_LINK_HOPS = 32
 
 _CHUNK_SIZE = 1 << 20
-_DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _MARKER_PATTERN = re.compile(rb"sha256:[0-9a-f]{64}")
 
 Opener: TypeAlias = Callable[[], AbstractContextManager[BinaryIO]]
@@ -194,7 +195,7 @@ def _load_tarball(path: Path) -> LoadedImage:
     config = tar.read(tar.resolve(config_name))
     layers = [tar.resolve(name) for name in layer_names]
     config_blob = BlobSource(
-        _sha256(config), len(config), DOCKER_CONFIG, lambda: io.BytesIO(config)
+        digest_of(config), len(config), DOCKER_CONFIG, lambda: io.BytesIO(config)
     )
     scratch: Path | None = None
     if not layers:
@@ -217,7 +218,7 @@ def _load_tarball(path: Path) -> LoadedImage:
             "layers": [_go_descriptor(blob) for blob in layer_blobs],
         }
     )
-    top = ManifestToPush(_sha256(manifest), mt.DOCKER_MANIFEST_V2, manifest)
+    top = ManifestToPush(digest_of(manifest), mt.DOCKER_MANIFEST_V2, manifest)
     blobs: dict[str, BlobSource] = {}
     for blob in (config_blob, *layer_blobs):
         blobs.setdefault(blob.digest, blob)
@@ -429,7 +430,7 @@ class _Layout:
     def load(self) -> LoadedImage:
         index_path = self.root / "index.json"
         body = _read_document(index_path, "index.json", None)
-        top = ManifestToPush(_sha256(body), mt.OCI_INDEX, body)
+        top = ManifestToPush(digest_of(body), mt.OCI_INDEX, body)
         entries = _entries(_parse_object(body, "index.json"), "index.json")
         # `docker buildx --output type=oci` wraps the real index in one more.
         while len(entries) == 1 and mt.is_index(entries[0].media_type):
@@ -516,8 +517,7 @@ class _Layout:
         path = self.blob_path(descriptor)
         _check_size(path, descriptor)
         body = _read_document(path, f"blob {descriptor.digest}", descriptor.size)
-        algorithm = descriptor.digest.partition(":")[0]
-        actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+        actual = digest_of(body, descriptor.digest.partition(":")[0])
         if actual != descriptor.digest:
             raise ImageError(f"blob {descriptor.digest}: content has digest {actual}")
         return body
@@ -541,7 +541,7 @@ def _descriptor(value: object, what: str) -> _Descriptor:
     if not isinstance(value, Mapping):
         raise ImageError(f"{what} is not a descriptor object")
     media_type, digest, size = value.get("mediaType", ""), value.get("digest"), value.get("size")
-    if not isinstance(digest, str) or not _DIGEST_PATTERN.fullmatch(digest):
+    if not is_digest(digest):
         raise ImageError(f"{what} has an invalid digest {digest!r}")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ImageError(f"{what} has an invalid size {size!r}")
@@ -597,10 +597,6 @@ def _file_opener(path: Path) -> Opener:
         return path.open("rb")
 
     return open_file
-
-
-def _sha256(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def _parse_json(body: bytes, what: str) -> Any:

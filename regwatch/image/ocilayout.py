@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import secrets
 import tarfile
 import threading
@@ -33,6 +32,8 @@ from typing import Any, BinaryIO, NoReturn, Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import manifests as mt
+from regwatch.image.digests import digest_of
+from regwatch.refs import is_digest
 
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -50,7 +51,6 @@ FILE_MODE = 0o666
 """Every file is created with this mode & umask (Go's `os.Create`); directories with 0o777."""
 
 _CHUNK_SIZE = 1 << 20
-_DIGEST_PATTERN = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 
 
 class BlobReader(Protocol):
@@ -400,7 +400,7 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
 
 
 def _check_digest(digest: str, what: str) -> None:
-    if not isinstance(digest, str) or not _DIGEST_PATTERN.fullmatch(digest):
+    if not is_digest(digest):
         raise ImageError(f"{what}: invalid digest {digest!r}")
 
 
@@ -423,8 +423,7 @@ def _descriptor(value: object, what: str) -> tuple[str, int]:
 
 def _check_manifest_bytes(digest: str, body: bytes, size: int | None, what: str) -> None:
     _check_digest(digest, what)
-    algorithm = digest.partition(":")[0]
-    actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+    actual = digest_of(body, digest.partition(":")[0])
     if actual != digest:
         raise DigestMismatch(f"{what}: manifest {digest} has digest {actual}")
     if size is not None and size != len(body):

@@ -169,9 +169,6 @@ class RegistryClient:
             return _Head.INCONCLUSIVE
         return Descriptor(media_type, digest, int(length))
 
-    def exists(self, reference: Reference) -> bool:
-        return self.resolve(reference) is not None
-
     def get_manifest(self, reference: Reference) -> Manifest:
         """GET a manifest and check it hashes to the digest it was asked for; 404 is NotFound."""
         manifest = self.find_manifest(reference)

@@ -239,12 +239,6 @@ def _push(
     log.info("pushed")
 
 
-def _put_tag(
-    client: RegistryClient, repository: Repository, body: bytes, media_type: str, tag: str
-) -> None:
-    client.put_manifest(Reference(repository, tag=tag), body, media_type)
-
-
 def _in_parallel(work: Sequence[Callable[[], object]]) -> None:
     """Run up to PARALLEL_UPLOADS jobs at once; the first failure is raised."""
     with ThreadPoolExecutor(max_workers=PARALLEL_UPLOADS) as pool:
