@@ -38,6 +38,8 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from tests.serving import Background
+
 API_VERSION_HEADER: Final = "Docker-Distribution-API-Version"
 API_VERSION: Final = "registry/2.0"
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
@@ -226,7 +228,7 @@ class FaultRegistry:
         self._live: set[socket.socket] = set()
         self._bind = bind
         self._server = _FaultHTTPServer(self, bind)
-        self._thread: threading.Thread | None = None
+        self._serving = Background(self._server, f"fault-registry-{self.port}")
         self.route("GET", "/v2/", json_reply({}))
 
     # -- lifecycle
@@ -245,22 +247,12 @@ class FaultRegistry:
         return f"http://{self.host}"
 
     def start(self) -> FaultRegistry:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},  # shutdown() waits up to one interval
-                name=f"fault-registry-{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         """Stop listening and hang up on keep-alive connections a client left open."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._serving.stop()
         with self._lock:
             live = list(self._live)
         for connection in live:

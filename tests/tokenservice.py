@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.serving import Background
+
 TOKEN_LIFETIME_SECONDS = 300
 
 
@@ -183,7 +185,7 @@ class TokenService:
         self._tokens_issued = 0
         self._empty_access_remaining = 0
         self._server = _TokenHTTPServer(self)
-        self._thread: threading.Thread | None = None
+        self._serving = Background(self._server, "regwatch-token-service", poll=0.05)
 
     @property
     def port(self) -> int:
@@ -199,23 +201,12 @@ class TokenService:
         return f"{self.url}/token"
 
     def start(self) -> TokenService:
-        """Serve in a daemon thread, so a crashed session cannot hang on it."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll interval
-                name="regwatch-token-service",
-                daemon=True,
-            )
-            self._thread.start()
+        self._serving.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the listening socket (idempotent)."""
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._serving.stop()
         self._server.server_close()
 
     # -- test hooks ---------------------------------------------------------------------------

@@ -27,14 +27,11 @@ from regwatch.image.loading import (
     LoadedImage,
     load_image,
 )
+from tests.images import Blob, Image, sha256
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def layer_tar(files: Mapping[str, bytes]) -> bytes:
@@ -323,31 +320,6 @@ def test_an_image_without_layers_has_an_empty_layer_list(tmp_path: Path) -> None
 
 
 # -- OCI image layouts --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Blob:
-    media_type: str
-    data: bytes
-
-    @property
-    def digest(self) -> str:
-        return sha256(self.data)
-
-    def descriptor(self, **extra: object) -> dict[str, object]:
-        return {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": len(self.data),
-            **extra,
-        }
-
-
-@dataclass(frozen=True)
-class Image:
-    config: Blob
-    layers: tuple[Blob, ...]
-    manifest: Blob
 
 
 def make_image(name: str, *, docker: bool = False) -> Image:
