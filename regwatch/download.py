@@ -8,18 +8,26 @@ is ever held in memory.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from regwatch.errors import UnsupportedMedia
 from regwatch.image.digests import VerifyingReader
-from regwatch.image.manifests import Platform, is_index, select_child
+from regwatch.image.documents import (
+    MAX_DOCUMENT_BYTES,
+    Descriptor,
+    ImageConfig,
+    ImageManifest,
+    Index,
+    parse_image_config,
+    too_large,
+)
+from regwatch.image.manifests import Platform, parse_manifest, select_child
 from regwatch.image.rootfs import apply_layer
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import Manifest, RegistryClient
@@ -64,35 +72,42 @@ class PlatformImage:
 
     digest: str
     media_type: str
-    manifest: dict[str, Any]
+    manifest: ImageManifest
     config_digest: str
     config_size: int
-    config: dict[str, Any]
+    config: ImageConfig
     layers: tuple[Layer, ...] = field(default=())
 
     @property
     def labels(self) -> dict[str, str]:
-        labels = (self.config.get("config") or {}).get("Labels") or {}
-        return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+        return self.config.labels
 
     @property
     def annotations(self) -> dict[str, str]:
-        annotations = self.manifest.get("annotations") or {}
-        if not isinstance(annotations, dict):
-            return {}
-        return {str(k): str(v) for k, v in annotations.items()}
+        return dict(self.manifest.annotations or {})
 
 
 class ImageSource:
-    """The images of one repository, read through a registry client."""
+    """The images of one repository, read through a registry client.
+
+    This is where registry JSON becomes typed: every manifest is validated as a manifest or
+    index when it arrives, every config as an image config, each failure one line naming it.
+    """
 
     def __init__(self, client: RegistryClient, repository: Repository) -> None:
         self.client = client
         self.repository = repository
 
     def manifest(self, digest: str) -> Manifest:
-        """A manifest by digest; its bytes are checked against the digest."""
-        return self.client.get_manifest(Reference(self.repository, digest=digest))
+        """A manifest by digest; its bytes are checked against the digest, its content parsed."""
+        manifest = self.client.get_manifest(Reference(self.repository, digest=digest))
+        self.document(manifest)
+        return manifest
+
+    def document(self, manifest: Manifest) -> ImageManifest | Index:
+        """The typed content of a manifest this source fetched."""
+        name = f"{self.repository}@{manifest.descriptor.digest}"
+        return parse_manifest(manifest.body, manifest.descriptor.media_type, name)
 
     def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
         manifest = self.manifest(digest)
@@ -105,32 +120,46 @@ class ImageSource:
 
     def platform_image(self, top: Manifest, platform: Platform) -> PlatformImage:
         """The image itself, or the index's child for `platform` (spec §2.4)."""
-        document = _json_object(top.body, f"manifest {top.descriptor.digest}")
-        image = top
-        if is_index(top.descriptor.media_type) or "manifests" in document:
+        image, document = top, self.document(top)
+        if isinstance(document, Index):
             child = select_child(document, platform)
             if child is None:
                 raise UnsupportedMedia(
                     f"no child with platform {platform} in index "
                     f"{self.repository}@{top.descriptor.digest}"
                 )
-            image = self.manifest(str(child.get("digest")))
-            document = _json_object(image.body, f"manifest {image.descriptor.digest}")
-        config = document.get("config")
-        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
-            raise UnsupportedMedia(f"manifest {image.descriptor.digest} has no config")
-        config_size = int(config.get("size") or 0)
-        with self.open_blob(config["digest"], config_size or None) as blob:
-            config_body = blob.read()
+            image = self.manifest(child.digest)
+            document = self.document(image)
+            if isinstance(document, Index):
+                raise UnsupportedMedia(
+                    f"the child for platform {platform} of index "
+                    f"{self.repository}@{top.descriptor.digest} is an index itself"
+                )
+        config = document.config
         return PlatformImage(
             digest=image.descriptor.digest,
             media_type=image.descriptor.media_type,
             manifest=document,
-            config_digest=config["digest"],
-            config_size=len(config_body),
-            config=_json_object(config_body, f"config {config['digest']}"),
-            layers=tuple(_layers(document)),
+            config_digest=config.digest,
+            config_size=config.size,
+            config=self._config(config),
+            layers=tuple(
+                Layer(layer.digest, layer.size, layer.media_type) for layer in document.layer_list
+            ),
         )
+
+    def _config(self, descriptor: Descriptor) -> ImageConfig:
+        """The config blob, read whole only when its declared size is within the limit.
+
+        The reader fails as soon as the blob runs past the declared size, so neither a lying
+        size nor an endless answer is ever held beyond `MAX_DOCUMENT_BYTES` and one chunk.
+        """
+        what = f"image config {self.repository}@{descriptor.digest}"
+        if descriptor.size > MAX_DOCUMENT_BYTES:
+            raise too_large(what, descriptor.size)
+        with self.open_blob(descriptor.digest, descriptor.size) as blob:
+            body = blob.read()
+        return parse_image_config(body, what)
 
 
 def write_rootfs(
@@ -217,23 +246,6 @@ class _Counted:
         if data:
             self._progress.advance(self._digest, len(data))
         return data
-
-
-def _layers(document: dict[str, Any]) -> Iterator[Layer]:
-    for entry in document.get("layers") or ():
-        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-            raise UnsupportedMedia("a layer descriptor has no digest")
-        yield Layer(entry["digest"], int(entry.get("size") or 0), str(entry.get("mediaType", "")))
-
-
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise UnsupportedMedia(f"{what} is not JSON") from None
-    if not isinstance(document, dict):
-        raise UnsupportedMedia(f"{what} is not a JSON object")
-    return document
 
 
 def write_small_file(path: Path, content: str | bytes) -> None:

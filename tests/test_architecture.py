@@ -21,7 +21,7 @@ VOCABULARY = (
     "regwatch.config",
     "regwatch.selection",
 )
-IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.manifests")
+IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.documents", "regwatch.image.manifests")
 EVENTS = ("regwatch.events",)
 
 # (module or package prefix, regwatch modules it may import, third-party packages it may import)

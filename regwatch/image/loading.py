@@ -44,6 +44,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 import tempfile
 import weakref
@@ -58,7 +59,12 @@ from regwatch.errors import ConfigError, ImageError
 from regwatch.image import manifests as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
 from regwatch.image.digests import digest_of
-from regwatch.refs import is_digest
+from regwatch.image.documents import (
+    Descriptor,
+    load_json,
+    parse_image_manifest,
+    parse_index,
+)
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -153,13 +159,19 @@ def load_image(path: Path) -> LoadedImage:
     Raises `ConfigError` when nothing is at `path`, `ImageError` when its content cannot be
     pushed; layout errors read `loading <path> as OCI layout: …`.
     """
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file or directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         try:
             return _Layout(path).load()
         except ImageError as exc:
             raise ImageError(f"loading {path} as OCI layout: {exc}") from None
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file or directory")
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{path}: {_file_kind(mode)}, not a tarball or an OCI layout directory")
     try:
         return _load_tarball(path)
     except OSError as exc:
@@ -175,7 +187,7 @@ def _remove_tree(path: Path) -> None:
 
 def _load_tarball(path: Path) -> LoadedImage:
     tar = _Tar(path)
-    manifest_json = _parse_json(tar.read(tar.resolve("manifest.json")), "manifest.json")
+    manifest_json = load_json(tar.read(tar.resolve("manifest.json")), "manifest.json")
     if manifest_json is None:
         raise ImageError("no valid manifest.json in tarball")
     if not isinstance(manifest_json, list):
@@ -311,7 +323,7 @@ class _Tar:
         self.path = path
         self.members: dict[str, tarfile.TarInfo] = {}
         try:
-            with tarfile.open(path, mode="r:") as tar:
+            with _open_regular(path) as file, tarfile.open(fileobj=file, mode="r:") as tar:
                 for member in tar:
                     self.members.setdefault(_normalise(member.name), member)
         except (tarfile.TarError, OSError) as exc:
@@ -380,7 +392,7 @@ class _FileSlice(io.RawIOBase):
         super().__init__()
         self._path = path
         self._left = size
-        self._file = path.open("rb")
+        self._file = _open_regular(path)
         try:
             self._file.seek(offset)
         except BaseException:
@@ -411,13 +423,6 @@ class _FileSlice(io.RawIOBase):
 # -- OCI image layout ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Descriptor:
-    media_type: str
-    digest: str
-    size: int
-
-
 class _Layout:
     """One load of an OCI image layout: what it pushes, gathered and verified."""
 
@@ -431,13 +436,13 @@ class _Layout:
         index_path = self.root / "index.json"
         body = _read_document(index_path, "index.json", None)
         top = ManifestToPush(digest_of(body), mt.OCI_INDEX, body)
-        entries = _entries(_parse_object(body, "index.json"), "index.json")
+        entries = parse_index(body, "index.json", sender=None).entries
         # `docker buildx --output type=oci` wraps the real index in one more.
         while len(entries) == 1 and mt.is_index(entries[0].media_type):
             child = entries[0]
             body = self.manifest_body(child)
             top = ManifestToPush(child.digest, child.media_type, body)
-            entries = _entries(_parse_object(body, f"index {child.digest}"), child.digest)
+            entries = parse_index(body, f"index {child.digest}", sender=None).entries
 
         marker = self.root / SINGLE_IMAGE_DIGEST
         if os.path.lexists(marker):
@@ -456,7 +461,7 @@ class _Layout:
             self.add_manifest(top)
         return LoadedImage(tuple(self.blobs.values()), tuple(self.manifests), top)
 
-    def children(self, entries: list[_Descriptor], parent: str, depth: int) -> None:
+    def children(self, entries: tuple[Descriptor, ...], parent: str, depth: int) -> None:
         if depth > MAX_INDEX_DEPTH:
             raise ImageError(f"index {parent}: indexes are nested too deeply")
         for entry in entries:
@@ -466,8 +471,8 @@ class _Layout:
                 self.image(entry)
             elif mt.is_index(entry.media_type):
                 body = self.manifest_body(entry)
-                document = _parse_object(body, f"index {entry.digest}")
-                self.children(_entries(document, entry.digest), entry.digest, depth + 1)
+                document = parse_index(body, f"index {entry.digest}", sender=None)
+                self.children(document.entries, entry.digest, depth + 1)
                 self.add_manifest(ManifestToPush(entry.digest, entry.media_type, body))
             else:
                 raise ImageError(
@@ -475,18 +480,13 @@ class _Layout:
                     f"{entry.media_type!r}"
                 )
 
-    def image(self, descriptor: _Descriptor) -> ManifestToPush:
+    def image(self, descriptor: Descriptor) -> ManifestToPush:
         body = self.manifest_body(descriptor)
-        what = f"manifest {descriptor.digest}"
-        document = _parse_object(body, what)
-        self.add_blob(_descriptor(document.get("config"), f"{what}: config"))
-        layers = document.get("layers")
-        if not isinstance(layers, list):
-            raise ImageError(f"{what} has no layers list")
-        for layer in layers:
-            blob = _descriptor(layer, f"{what}: layer")
-            if blob.media_type not in NON_DISTRIBUTABLE_LAYER_TYPES:
-                self.add_blob(blob)
+        document = parse_image_manifest(body, f"manifest {descriptor.digest}", sender=None)
+        self.add_blob(document.config)
+        for layer in document.layer_list:
+            if layer.media_type not in NON_DISTRIBUTABLE_LAYER_TYPES:
+                self.add_blob(layer)
         manifest = ManifestToPush(descriptor.digest, descriptor.media_type, body)
         self.add_manifest(manifest)
         return manifest
@@ -496,7 +496,7 @@ class _Layout:
             self.pushed.add(manifest.digest)
             self.manifests.append(manifest)
 
-    def add_blob(self, descriptor: _Descriptor) -> None:
+    def add_blob(self, descriptor: Descriptor) -> None:
         known = self.blobs.get(descriptor.digest)
         if known is not None:
             if known.size != descriptor.size:
@@ -513,7 +513,7 @@ class _Layout:
             descriptor.digest, descriptor.size, descriptor.media_type, _file_opener(path)
         )
 
-    def manifest_body(self, descriptor: _Descriptor) -> bytes:
+    def manifest_body(self, descriptor: Descriptor) -> bytes:
         path = self.blob_path(descriptor)
         _check_size(path, descriptor)
         body = _read_document(path, f"blob {descriptor.digest}", descriptor.size)
@@ -522,62 +522,45 @@ class _Layout:
             raise ImageError(f"blob {descriptor.digest}: content has digest {actual}")
         return body
 
-    def blob_path(self, descriptor: _Descriptor) -> Path:
+    def blob_path(self, descriptor: Descriptor) -> Path:
         algorithm, _, hex_digest = descriptor.digest.partition(":")
         return self.root / "blobs" / algorithm / hex_digest
 
 
-def _entries(document: Mapping[str, Any], what: str) -> list[_Descriptor]:
-    manifests = document.get("manifests")
-    if manifests is None:
-        return []
-    if not isinstance(manifests, list):
-        raise ImageError(f"{what}: manifests is not a list")
-    return [_descriptor(entry, f"{what}: an entry") for entry in manifests]
-
-
-def _descriptor(value: object, what: str) -> _Descriptor:
-    """A descriptor, checked so that its digest is safe to name a file by."""
-    if not isinstance(value, Mapping):
-        raise ImageError(f"{what} is not a descriptor object")
-    media_type, digest, size = value.get("mediaType", ""), value.get("digest"), value.get("size")
-    if not is_digest(digest):
-        raise ImageError(f"{what} has an invalid digest {digest!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ImageError(f"{what} has an invalid size {size!r}")
-    if not isinstance(media_type, str):
-        raise ImageError(f"{what} has an invalid media type {media_type!r}")
-    return _Descriptor(media_type, digest, size)
-
-
-def _check_size(path: Path, descriptor: _Descriptor) -> None:
-    try:
-        actual = path.stat().st_size
-    except OSError as exc:
-        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or exc
-        raise ImageError(f"blob {descriptor.digest}: {path}: {reason}") from None
+def _check_size(path: Path, descriptor: Descriptor) -> None:
+    what = f"blob {descriptor.digest}"
+    actual = _regular_size(path, what)
     if actual != descriptor.size:
-        raise ImageError(
-            f"blob {descriptor.digest} has {actual} bytes, its descriptor says {descriptor.size}"
-        )
+        raise ImageError(f"{what} has {actual} bytes, its descriptor says {descriptor.size}")
 
 
 def _read_document(path: Path, what: str, size: int | None) -> bytes:
     """A small JSON file; too big for a manifest is refused before it is read."""
+    actual = _regular_size(path, what) if size is None else size
+    if actual > MAX_DOCUMENT_BYTES:
+        raise ImageError(f"{what} is too big ({actual} bytes)")
     try:
-        actual = path.stat().st_size if size is None else size
-        if actual > MAX_DOCUMENT_BYTES:
-            raise ImageError(f"{what} is too big ({actual} bytes)")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{what}: {path}: no such file") from None
+        with _open_regular(path) as file:
+            return file.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as exc:
         raise ImageError(f"{what}: {path}: {exc.strerror or exc}") from None
 
 
+def _regular_size(path: Path, what: str) -> int:
+    """The size of a regular file; anything else (a FIFO, a device, a socket) is refused."""
+    try:
+        status = path.stat()
+    except OSError as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror or exc
+        raise ImageError(f"{what}: {path}: {reason}") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ImageError(f"{what}: {path}: {_file_kind(status.st_mode)}, not a regular file")
+    return status.st_size
+
+
 def _read_marker(path: Path) -> str:
     try:
-        with path.open("rb") as file:
+        with _open_regular(path) as file:
             content = file.read(256)
     except OSError as exc:
         raise ImageError(f"{SINGLE_IMAGE_DIGEST}: {exc.strerror or exc}") from None
@@ -594,23 +577,38 @@ def _read_marker(path: Path) -> str:
 
 def _file_opener(path: Path) -> Opener:
     def open_file() -> BinaryIO:
-        return path.open("rb")
+        return _open_regular(path)
 
     return open_file
 
 
-def _parse_json(body: bytes, what: str) -> Any:
+def _open_regular(path: Path) -> io.BufferedReader:
+    """Open a regular file for reading; anything else is refused without blocking on it.
+
+    `O_NONBLOCK` makes opening a FIFO return at once instead of waiting for a writer; the
+    check then happens on what was actually opened, not on an earlier `stat`.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        return json.loads(body)
-    except ValueError as exc:
-        raise ImageError(f"{what} is not JSON: {exc}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"{path}: {_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _parse_object(body: bytes, what: str) -> dict[str, Any]:
-    document = _parse_json(body, what)
-    if not isinstance(document, dict):
-        raise ImageError(f"{what} is not a JSON object")
-    return document
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISDIR, "a directory"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def _compact_json(value: object) -> bytes:

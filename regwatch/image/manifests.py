@@ -1,11 +1,21 @@
-"""Manifest media types, and choosing one platform's image from an index."""
+"""Manifest media types, telling an index from an image, and choosing one platform's image."""
 
 from __future__ import annotations
 
 import platform as platform_module
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+from regwatch.errors import UnsupportedMedia
+from regwatch.image.documents import (
+    REGISTRY,
+    Descriptor,
+    ImageManifest,
+    Index,
+    declared_media_type,
+    has_entries,
+    parse_image_manifest,
+    parse_index,
+)
 
 DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
 DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
@@ -29,6 +39,8 @@ exactly, and down-converts schema 2 to schema 1 unless schema 2 is named: all si
 """
 
 INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+IMAGE_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V2, OCI_MANIFEST})
+SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
 
 
 def is_index(media_type: str) -> bool:
@@ -61,18 +73,37 @@ def wanted_platform(architecture: str | None, os: str | None) -> Platform:
     return Platform(os or "linux", arch, variant or None)
 
 
-def select_child(index: Mapping[str, Any], wanted: Platform) -> Mapping[str, Any] | None:
-    """The first descriptor of an index whose platform matches (no platform means linux/amd64).
+def parse_manifest(
+    body: bytes, media_type: str, name: str, *, sender: str | None = REGISTRY
+) -> ImageManifest | Index:
+    """An image manifest or an index, by the media type it was served with.
+
+    When that type is none of ours (a registry answering `application/json`, a manifest
+    without `mediaType`), the body's own `mediaType` decides, then its shape: an object with
+    `manifests` is an index.
+    """
+    kind = media_type if media_type in MANIFEST_MEDIA_TYPES else declared_media_type(body)
+    if kind in SCHEMA1_MEDIA_TYPES:
+        raise UnsupportedMedia(f"manifest {name} is Docker schema 1, which regwatch cannot read")
+    if is_index(kind) or (kind not in IMAGE_MEDIA_TYPES and has_entries(body)):
+        return parse_index(body, f"index {name}", sender=sender)
+    return parse_image_manifest(body, f"manifest {name}", sender=sender)
+
+
+def select_child(index: Index, wanted: Platform) -> Descriptor | None:
+    """The first entry of an index whose platform matches (no platform means linux/amd64).
 
     The variant is compared only when the wanted platform names one.
     """
-    for child in index.get("manifests") or ():
-        if not isinstance(child, Mapping):
+    for child in index.entries:
+        platform = child.platform
+        os, architecture = (platform.os, platform.architecture) if platform else _DEFAULT
+        if os != wanted.os or architecture != wanted.architecture:
             continue
-        platform = child.get("platform") or {"os": "linux", "architecture": "amd64"}
-        if platform.get("os") != wanted.os or platform.get("architecture") != wanted.architecture:
-            continue
-        if wanted.variant and platform.get("variant") != wanted.variant:
+        if wanted.variant and (platform.variant if platform else None) != wanted.variant:
             continue
         return child
     return None
+
+
+_DEFAULT = ("linux", "amd64")

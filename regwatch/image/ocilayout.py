@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, Protocol, TypeAlias
+from typing import BinaryIO, NoReturn, Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import manifests as mt
 from regwatch.image.digests import digest_of
+from regwatch.image.documents import declared_media_type, parse_image_manifest, parse_index
 from regwatch.refs import is_digest
 
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -212,51 +213,37 @@ def write_oci_layout(
 
 
 def _plan_index(plan: _Plan, body: bytes, digest: str, fetch_manifest: ManifestFetcher) -> None:
-    document = _parse_manifest(body, digest, plan.what)
-    children = document.get("manifests")
-    if not isinstance(children, list):
-        raise ImageError(f"{plan.what}: index {digest} has no manifests list")
-    for child in children:
-        child_digest, child_size = _descriptor(child, f"{plan.what}: index {digest}")
-        if child_digest in plan.manifests:
+    document = parse_index(body, f"index {digest}")
+    for child in document.entries:
+        if child.digest in plan.manifests:
             continue
-        fetched_type, child_body = fetch_manifest(child_digest)
-        _check_manifest_bytes(child_digest, child_body, child_size, plan.what)
-        plan.manifests[child_digest] = child_body
-        descriptor_type = child.get("mediaType") if isinstance(child, Mapping) else None
-        kind = _manifest_kind(fetched_type, descriptor_type, child_body)
+        fetched_type, child_body = fetch_manifest(child.digest)
+        _check_manifest_bytes(child.digest, child_body, child.size, plan.what)
+        plan.manifests[child.digest] = child_body
+        kind = _manifest_kind(fetched_type, child.media_type, child_body)
         if kind is None:
             raise UnsupportedMedia(
-                f"{plan.what}: child manifest {child_digest} has unsupported media type "
+                f"{plan.what}: child manifest {child.digest} has unsupported media type "
                 f"{fetched_type!r}"
             )
         if mt.is_index(kind):
-            _plan_index(plan, child_body, child_digest, fetch_manifest)
+            _plan_index(plan, child_body, child.digest, fetch_manifest)
         else:
-            _plan_image(plan, child_body, child_digest)
+            _plan_image(plan, child_body, child.digest)
 
 
 def _plan_image(plan: _Plan, body: bytes, digest: str) -> None:
-    document = _parse_manifest(body, digest, plan.what)
-    where = f"{plan.what}: manifest {digest}"
-    plan.add_blob(*_descriptor(document.get("config"), where))
-    layers = document.get("layers")
-    if not isinstance(layers, list):
-        raise ImageError(f"{where} has no layers list")
-    for layer in layers:
-        plan.add_blob(*_descriptor(layer, where))
+    document = parse_image_manifest(body, f"manifest {digest}")
+    for blob in (document.config, *document.layer_list):
+        plan.add_blob(blob.digest, blob.size)
 
 
-def _manifest_kind(fetched_type: str, descriptor_type: object, body: bytes) -> str | None:
+def _manifest_kind(fetched_type: str, descriptor_type: str, body: bytes) -> str | None:
     """The manifest media type to go by: the registry's, else the descriptor's or the body's."""
-    if fetched_type in LAYOUT_MANIFEST_TYPES:
-        return fetched_type
-    candidates = [descriptor_type]
-    with contextlib.suppress(ValueError):
-        document = json.loads(body)
-        if isinstance(document, dict):
-            candidates.append(document.get("mediaType"))
-    return next((c for c in candidates if c in LAYOUT_MANIFEST_TYPES), None)
+    for candidate in (fetched_type, descriptor_type, declared_media_type(body)):
+        if candidate in LAYOUT_MANIFEST_TYPES:
+            return candidate
+    return None
 
 
 def _download_blobs(
@@ -410,17 +397,6 @@ def _check_descriptor(digest: str, size: int, what: str) -> None:
         raise ImageError(f"{what}: invalid size {size!r} for {digest}")
 
 
-def _descriptor(value: object, what: str) -> tuple[str, int]:
-    """(digest, size) of a descriptor in a manifest, checked so it is safe to name a file by."""
-    if not isinstance(value, Mapping):
-        raise ImageError(f"{what}: a descriptor is not an object")
-    digest, size = value.get("digest"), value.get("size")
-    if not isinstance(digest, str) or not isinstance(size, int):
-        raise ImageError(f"{what}: a descriptor lacks its digest or size")
-    _check_descriptor(digest, size, what)
-    return digest, size
-
-
 def _check_manifest_bytes(digest: str, body: bytes, size: int | None, what: str) -> None:
     _check_digest(digest, what)
     actual = digest_of(body, digest.partition(":")[0])
@@ -428,16 +404,6 @@ def _check_manifest_bytes(digest: str, body: bytes, size: int | None, what: str)
         raise DigestMismatch(f"{what}: manifest {digest} has digest {actual}")
     if size is not None and size != len(body):
         raise DigestMismatch(f"{what}: manifest {digest} has {len(body)} bytes, expected {size}")
-
-
-def _parse_manifest(body: bytes, digest: str, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise ImageError(f"{what}: manifest {digest} is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ImageError(f"{what}: manifest {digest} is not a JSON object")
-    return document
 
 
 def _compact_json(value: object) -> bytes:

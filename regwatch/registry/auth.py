@@ -209,7 +209,7 @@ class Authenticator:
                 )
             try:
                 body = json.loads(response.content)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(f"{what}: token service answered with invalid JSON") from None
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:

@@ -27,6 +27,7 @@ from regwatch.errors import (
     TLSFailure,
 )
 from regwatch.image.digests import VerifyingReader, digest_of
+from regwatch.image.documents import declared_media_type
 from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
 from regwatch.net import Readable, Transport, translate_errors
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
@@ -187,7 +188,7 @@ class RegistryClient:
             return None
         self._expect(answer, what, 200)
         body = answer.body
-        media_type = _media_type(answer.headers.get("Content-Type")) or _declared_type(body)
+        media_type = _media_type(answer.headers.get("Content-Type")) or declared_media_type(body)
         algorithm = reference.digest.partition(":")[0] if reference.digest else "sha256"
         digest = digest_of(body, algorithm)
         if reference.digest and digest != reference.digest:
@@ -495,7 +496,7 @@ def _registry_errors(body: bytes) -> str:
     """`errors[].code` and message from a registry error body, as one readable phrase."""
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     errors = parsed.get("errors") if isinstance(parsed, dict) else None
     if not isinstance(errors, list):
@@ -517,7 +518,7 @@ def _first_code(body: bytes) -> str | None:
     try:
         errors = json.loads(body).get("errors")
         return str(errors[0].get("code"))
-    except (ValueError, AttributeError, IndexError, TypeError):
+    except (ValueError, AttributeError, IndexError, TypeError, RecursionError):
         return None
 
 
@@ -548,7 +549,7 @@ def _stream(response: requests.Response, what: str) -> Iterator[bytes]:
 def _tags_from(answer: _Answer, what: str) -> list[str]:
     try:
         body = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{what}: the registry answered with invalid JSON") from None
     tags = body.get("tags") if isinstance(body, dict) else None
     if tags is None:
@@ -560,15 +561,6 @@ def _tags_from(answer: _Answer, what: str) -> list[str]:
 
 def _media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip()
-
-
-def _declared_type(body: bytes) -> str:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return ""
-    value = parsed.get("mediaType") if isinstance(parsed, dict) else None
-    return value if isinstance(value, str) else ""
 
 
 def _verify_bytes(content: bytes, digest: str, size: int, what: str) -> None:

@@ -250,13 +250,13 @@ def _compile(pattern: str | None, field_name: str) -> re.Pattern[str] | None:
 
 def _image_metadata(image: PlatformImage) -> str:
     """metadata.json: cmd, entrypoint, env, user, in that order (spec §6.3)."""
-    config = image.config.get("config") or {}
+    run = image.config.config
     return _go_json(
         {
-            "cmd": config.get("Cmd"),
-            "entrypoint": config.get("Entrypoint"),
-            "env": config.get("Env"),
-            "user": config.get("User") or "",
+            "cmd": run.cmd if run else None,
+            "entrypoint": run.entrypoint if run else None,
+            "env": run.env if run else None,
+            "user": (run.user if run else None) or "",
         }
     )
 

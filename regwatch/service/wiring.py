@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +18,10 @@ from regwatch.errors import (
     RateLimited,
     RegistryError,
     RegwatchError,
-    UnsupportedMedia,
 )
 from regwatch.events import SCHEMA_VERSION, Event, from_payload, to_payload
+from regwatch.image.documents import Index
+from regwatch.image.manifests import parse_manifest
 from regwatch.net import Transport
 from regwatch.observe import ImageFacts, Observation
 from regwatch.refs import Repository, parse_registry
@@ -158,38 +158,12 @@ class Metadata:
     value: str
 
 
-def json_object(body: bytes, what: str) -> dict[str, object]:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise UnsupportedMedia(f"{what} is not JSON") from None
-    if not isinstance(document, dict):
-        raise UnsupportedMedia(f"{what} is not a JSON object")
-    return document
-
-
-def platforms_of(index: dict[str, object]) -> tuple[tuple[str, str, str | None, str], ...]:
-    found = []
-    for child in index.get("manifests") or ():  # type: ignore[attr-defined]
-        if isinstance(child, dict) and isinstance(child.get("platform"), dict):
-            platform = child["platform"]
-            found.append(
-                (
-                    str(platform.get("os", "")),
-                    str(platform.get("architecture", "")),
-                    platform.get("variant"),
-                    str(child.get("digest", "")),
-                )
-            )
-    return tuple(found)
-
-
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
-def created_at(value: object) -> datetime | None:
+def created_at(value: str | None) -> datetime | None:
     """The config's RFC 3339 `created` (nanoseconds cut to microseconds); None when absent."""
-    if not isinstance(value, str) or not value:
+    if not value:
         return None
     try:
         parsed = datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00"))
@@ -199,12 +173,25 @@ def created_at(value: object) -> datetime | None:
 
 
 def image_facts(top: Manifest, image: PlatformImage | None) -> ImageFacts:
-    """What a manifest, and the config of its platform image when fetched, say about a digest."""
+    """What a manifest, and the config of its platform image when fetched, say about a digest.
+
+    `top` came through an `ImageSource`, which validated it on arrival.
+    """
+    document = parse_manifest(top.body, top.descriptor.media_type, top.descriptor.digest)
     return ImageFacts(
         digest=top.descriptor.digest,
         media_type=top.descriptor.media_type,
         size=top.descriptor.size,
-        created=created_at(image.config.get("created")) if image else None,
-        platforms=platforms_of(json_object(top.body, f"manifest {top.descriptor.digest}")),
+        created=created_at(image.config.created) if image else None,
+        platforms=platforms_of(document) if isinstance(document, Index) else (),
         blobs=(image.config_digest, *(layer.digest for layer in image.layers)) if image else (),
+    )
+
+
+def platforms_of(index: Index) -> tuple[tuple[str, str, str | None, str], ...]:
+    """(os, architecture, variant, digest) of each entry that names its platform."""
+    return tuple(
+        (child.platform.os, child.platform.architecture, child.platform.variant, child.digest)
+        for child in index.entries
+        if child.platform is not None
     )

@@ -455,7 +455,7 @@ def test_unsupported_manifest_types_are_refused(tmp_path: Path) -> None:
 def test_a_malformed_child_descriptor_is_an_image_error(tmp_path: Path) -> None:
     body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [{"digest": "../x"}]}
     top = Blob(mt.OCI_INDEX, json.dumps(body).encode())
-    with pytest.raises(ImageError, match="descriptor"):
+    with pytest.raises(ImageError, match=r"invalid index .*: manifests\[0\]\.digest: not a sha256"):
         write_layout(tmp_path / "oci", top, Store())
     assert not (tmp_path / "oci").exists()
 
