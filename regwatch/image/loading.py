@@ -588,7 +588,11 @@ def _open_regular(path: Path) -> io.BufferedReader:
     `O_NONBLOCK` makes opening a FIFO return at once instead of waiting for a writer; the
     check then happens on what was actually opened, not on an earlier `stat`.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        _regular_size(path, str(path.name))  # a socket cannot be opened: say what it is
+        raise
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):

@@ -9,9 +9,12 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import socket
 import tarfile
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -280,6 +283,17 @@ def test_linked_entries_are_followed(tmp_path: Path) -> None:
             "manifest.json is not JSON",
         ),
         ([Entry("manifest.json", b"null")], "no valid manifest.json in tarball"),
+        (
+            [Entry("manifest.json", b"[" * 100_000)],
+            "manifest.json is not JSON: recursion limit exceeded",
+        ),
+        (
+            [Entry("manifest.json", b'[{"Config": ' + b"9" * 5000 + b"}]")],
+            "manifest.json is not JSON: number out of range",
+        ),
+        ([Entry("manifest.json", b'[{"Config": "\xff"}]')], "manifest.json is not JSON"),
+        ([Entry("manifest.json", b"[5]")], "the image entry is not an object"),
+        ([Entry("manifest.json", b'[{"Config": 5}]')], "the image has no Config file name"),
         ([manifest_json("cfg", [])], "file cfg not found in tar"),
         (
             [Entry("a", link="b"), Entry("b", link="a"), manifest_json("a", [])],
@@ -625,3 +639,170 @@ def test_a_tarball_cut_short_after_loading_fails_the_reader(tmp_path: Path) -> N
             file.truncate(1024 + len(layer) // 2)
         with pytest.raises(ImageError, match="ends early"), blob.open() as reader:
             reader.read()
+
+
+# -- hostile local input ------------------------------------------------------------------------
+
+
+def finishes(work: Callable[[], object], seconds: float = 10) -> BaseException | None:
+    """Run `work` in a thread; fail the test if it is still blocked after `seconds`."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the test, which inspects it
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "blocked on a file that is not a regular file"
+    return outcome[0]
+
+
+def special_file(path: Path, kind: str) -> Path:
+    """Make `path` a FIFO, a socket, or a symbolic link to a device or a FIFO."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        # A socket's path must be short: bind in a short directory, then move it into place.
+        short = Path(tempfile.mkdtemp(dir="/tmp")) / "s"
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(short))
+        short.rename(path)
+        short.parent.rmdir()
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "link-to-fifo":
+        os.mkfifo(path.with_name(path.name + ".fifo"))
+        path.symlink_to(path.name + ".fifo")
+    return path
+
+
+SPECIAL_KINDS = ["fifo", "socket", "device", "link-to-fifo"]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_an_image_path_that_is_no_file_or_directory_is_refused_at_once(
+    tmp_path: Path, kind: str
+) -> None:
+    path = special_file(tmp_path / "image", kind)
+    error = finishes(lambda: load_image(path))
+    assert isinstance(error, ConfigError)
+    assert "not a tarball or an OCI layout directory" in str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize("which", ["index.json", "manifest", "config", "single-image-digest"])
+def test_a_layout_file_that_is_no_regular_file_is_refused_at_once(
+    tmp_path: Path, kind: str, which: str
+) -> None:
+    image = make_image("one")
+    layout = Layout(tmp_path)
+    layout.add(image)
+    layout.index(image.manifest.descriptor())
+    target = {
+        "index.json": tmp_path / "index.json",
+        "manifest": layout.path(image.manifest),
+        "config": layout.path(image.config),
+        "single-image-digest": tmp_path / "single-image-digest",
+    }[which]
+    target.unlink(missing_ok=True)
+    special_file(target, kind)
+
+    error = finishes(lambda: load_image(tmp_path))
+
+    assert isinstance(error, ImageError), error
+    assert str(error).startswith(f"loading {tmp_path} as OCI layout: ")
+    assert "not a regular file" in str(error)
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_the_oci_layout_file_is_never_read(tmp_path: Path, kind: str) -> None:
+    image = make_image("one")
+    layout = Layout(tmp_path)
+    layout.add(image)
+    layout.index(image.manifest.descriptor())
+    special_file(tmp_path / "oci-layout", kind)
+    loaded = finishes(lambda: load_image(tmp_path))
+    assert loaded is None
+
+
+def test_a_layer_file_that_turns_into_a_fifo_is_refused_when_opened(tmp_path: Path) -> None:
+    image = make_image("one")
+    layout = Layout(tmp_path)
+    layout.add(image)
+    layout.index(image.manifest.descriptor())
+    loaded = load_image(tmp_path)
+    layer = next(b for b in loaded.blobs if b.digest == image.layers[0].digest)
+    layout.path(image.layers[0]).unlink()
+    os.mkfifo(layout.path(image.layers[0]))
+
+    error = finishes(lambda: read_blob(layer))
+
+    assert isinstance(error, ImageError)
+    assert "a named pipe, not a regular file" in str(error)
+
+
+MALFORMED_INDEXES = {
+    "deeply nested": (b"[" * 100_000, "invalid index.json: not JSON: recursion limit exceeded"),
+    "huge number": (
+        b'{"schemaVersion": ' + b"9" * 5000 + b"}",
+        "invalid index.json: not JSON: number out of range",
+    ),
+    "not utf-8": (b'{"annotations": {"a": "\xff"}}', "invalid index.json: not JSON"),
+    "not an object": (b'["manifests"]', "invalid index.json: not a JSON object"),
+    "manifests not a list": (b'{"manifests": 5}', "invalid index.json: manifests: input should"),
+    "platform as text": (
+        json.dumps(
+            {"manifests": [{"digest": sha256(b"x"), "size": 1, "platform": "linux/amd64"}]}
+        ).encode(),
+        r"invalid index.json: manifests\[0\].platform: input should be an object",
+    ),
+    "size as text": (
+        json.dumps({"manifests": [{"digest": sha256(b"x"), "size": "1"}]}).encode(),
+        r"invalid index.json: manifests\[0\].size: input should be a valid integer",
+    ),
+    "hostile key": (
+        json.dumps({"annotations": {"a\nerror: forged": 1}}).encode(),
+        r"invalid index.json: annotations\['a\\nerror: forged'\]: input should be a valid string",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_INDEXES))
+def test_a_malformed_index_json_fails_with_one_line(tmp_path: Path, name: str) -> None:
+    body, message = MALFORMED_INDEXES[name]
+    (tmp_path / "index.json").write_bytes(body)
+    with pytest.raises(ImageError, match=message) as caught:
+        load_image(tmp_path)
+    assert str(caught.value).startswith(f"loading {tmp_path} as OCI layout: ")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"layers": 5}, "layers: input should be a valid array"),
+        ({"config": ["x"]}, "config: input should be an object"),
+        ({"config": None}, "config: input should be an object"),
+        ({"annotations": {"a": 1}}, r"annotations.a: input should be a valid string"),
+    ],
+)
+def test_a_malformed_layout_manifest_fails_with_one_line(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    image = make_image("one")
+    body = json.loads(image.manifest.data)
+    body.update(change)
+    manifest = Blob(mt.OCI_MANIFEST, json.dumps(body).encode())
+    layout = Layout(tmp_path)
+    layout.add(image, manifest)
+    layout.index(manifest.descriptor())
+    with pytest.raises(ImageError, match=f"invalid manifest {manifest.digest}: {message}"):
+        load_image(tmp_path)
