@@ -97,6 +97,7 @@ class ImageSource:
     def __init__(self, client: RegistryClient, repository: Repository) -> None:
         self.client = client
         self.repository = repository
+        self._documents: dict[str, ImageManifest | Index] = {}
 
     def manifest(self, digest: str) -> Manifest:
         """A manifest by digest; its bytes are checked against the digest, its content parsed."""
@@ -105,9 +106,14 @@ class ImageSource:
         return manifest
 
     def document(self, manifest: Manifest) -> ImageManifest | Index:
-        """The typed content of a manifest this source fetched."""
-        name = f"{self.repository}@{manifest.descriptor.digest}"
-        return parse_manifest(manifest.body, manifest.descriptor.media_type, name)
+        """The typed content of a manifest this source fetched (parsed once per digest)."""
+        digest = manifest.descriptor.digest
+        document = self._documents.get(digest)
+        if document is None:
+            name = f"{self.repository}@{digest}"
+            document = parse_manifest(manifest.body, manifest.descriptor.media_type, name)
+            self._documents[digest] = document
+        return document
 
     def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
         manifest = self.manifest(digest)
