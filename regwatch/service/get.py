@@ -93,6 +93,10 @@ def get(
             plan.clean()
             raise prefixed(exc, "download failed") from exc
     try:
+        try:  # before the version files: a config fetched only now may still be invalid
+            metadata = _metadata(source, version, fetched, platform)
+        except RegwatchError as exc:
+            raise prefixed(exc, "enriching metadata failed") from exc
         try:
             for name, value in (
                 ("tag", version.tag),
@@ -103,10 +107,6 @@ def get(
         except OSError as exc:
             reason = f"{exc.filename}: {exc.strerror}" if exc.strerror else str(exc)
             raise ConfigError(f"saving version info failed: {reason}") from exc
-        try:
-            metadata = _metadata(source, version, fetched, platform)
-        except RegwatchError as exc:
-            raise prefixed(exc, "enriching metadata failed") from exc
     finally:
         fetched.transport.close()
     if source.store:

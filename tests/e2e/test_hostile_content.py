@@ -253,3 +253,54 @@ def test_a_tag_check_resolves_a_deep_manifest_without_reading_it(
 
     assert run.code == 0, run.stderr
     assert run.answer == [{"tag": "v1", "digest": served.digest}]
+
+
+@pytest.mark.parametrize("name", ["config-label-not-text", "config-deeply-nested"])
+def test_in_without_download_still_writes_nothing_for_an_invalid_config(
+    registry: HostileRegistry, tmp_path: Path, name: str
+) -> None:
+    """With `skip_download`, `label_regex` fetches the config only after the manifest."""
+    case = CASES[name]
+    served = case.serve(registry)
+    destination = tmp_path / "dest"
+    request = {
+        "source": {"repository": f"{registry.host}/{REPO}", "label_regex": ".*"},
+        "version": {"tag": served.tag, "digest": served.digest},
+        "params": {"skip_download": True},
+    }
+
+    run = step("in", request, destination)
+
+    assert_names_the_document(run, case, served, registry)
+    assert os.listdir(destination) == []
+
+
+LENIENT = {
+    "umoci-no-media-type": (manifest_body(CONFIG, (), mediaType=None), None),
+    "served-as-json": (manifest_body(CONFIG, ()), "application/json"),
+    "unknown-fields": (
+        manifest_body(CONFIG, (), subject={"digest": sha256_digest(b"s"), "size": 1}, x=[{}]),
+        DOCKER_MANIFEST,
+    ),
+    "layers-null": (manifest_body(CONFIG, (), layers=None), DOCKER_MANIFEST),
+}
+
+
+@pytest.mark.parametrize("name", list(LENIENT))
+def test_what_real_registries_legitimately_send_is_accepted(
+    registry: HostileRegistry, tmp_path: Path, name: str
+) -> None:
+    body, media_type = LENIENT[name]
+    served = serve_image(registry, REPO, body, media_type=media_type, blobs=blobs_of(CONFIG))
+    request = {
+        "source": {"repository": f"{registry.host}/{REPO}", "label_regex": ".*"},
+        "version": {"tag": served.tag, "digest": served.digest},
+    }
+
+    run = step("in", request, tmp_path / "dest")
+
+    assert run.code == 0, run.stderr
+    assert {"name": "a", "value": "1"} in run.answer["metadata"]
+    assert (tmp_path / "dest/metadata.json").read_text() == (
+        '{"cmd":["sh"],"entrypoint":null,"env":null,"user":""}\n'
+    )
