@@ -8,6 +8,8 @@ the command is the parser, not a digest check.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.steps import Run, assert_fails, step
-from tests.faults import DOCKER_MANIFEST, sha256_digest
+from tests.faults import DOCKER_MANIFEST, Reply, bearer_challenge, sha256_digest
 from tests.hostile import (
     OCI_CONFIG,
     OCI_INDEX,
@@ -304,3 +306,42 @@ def test_what_real_registries_legitimately_send_is_accepted(
     assert (tmp_path / "dest/metadata.json").read_text() == (
         '{"cmd":["sh"],"entrypoint":null,"env":null,"user":""}\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "target", "status", "message"),
+    [
+        (("tags",), f"/v2/{REPO}/tags/list", 200, "the registry answered with invalid JSON"),
+        (("tags",), f"/v2/{REPO}/tags/list", 400, "list tags of"),
+        (("digest",), f"/v2/{REPO}/manifests/v1", 403, "403"),
+    ],
+    ids=["tag-list", "tag-list-error", "manifest-error"],
+)
+def test_deeply_nested_listings_and_error_bodies_are_one_line(
+    registry: HostileRegistry, args: tuple[str, ...], target: str, status: int, message: str
+) -> None:
+    """Not only documents: every JSON body the client reads survives `[` × 100000."""
+    registry.route("GET", target, Reply(status, DEEP, {"Content-Type": "application/json"}))
+    reference = f"{registry.host}/{REPO}" + (":v1" if args == ("digest",) else "")
+    command = [shutil.which("regwatch") or "regwatch", *args, reference]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1, done
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("regwatch: "), done.stderr
+    assert message in done.stderr
+    assert "internal error" not in done.stderr
+
+
+def test_a_deeply_nested_token_answer_is_one_line(registry: HostileRegistry) -> None:
+    registry.route("GET", "/v2/", bearer_challenge(f"{registry.url}/token"))
+    registry.route("GET", "/token", Reply(200, DEEP, {"Content-Type": "application/json"}))
+    command = [shutil.which("regwatch") or "regwatch", "tags", f"{registry.host}/{REPO}"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    assert done.returncode == 1, done
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "token service answered with invalid JSON" in done.stderr
