@@ -9,9 +9,9 @@ The models are as strict as Go's decoder in go-containerregistry (a `"size": "12
 need: unknown fields are ignored, a top-level `mediaType` is optional (umoci leaves it out),
 Docker schema 2 and OCI share one shape, and `null` stands for an absent list or map.
 
-The JSON parser is pydantic's: it refuses nesting deeper than a couple of hundred levels,
-numbers out of range, invalid UTF-8 and `NaN`, each as an error rather than a crash. Callers
-keep the exact bytes beside the typed value; a manifest is never re-serialised.
+The JSON parser is pydantic's: nesting deeper than a couple of hundred levels, numbers out of
+range and invalid UTF-8 are errors like any other, never a crash. Callers keep the exact bytes
+beside the typed value; a manifest is never re-serialised.
 """
 
 from __future__ import annotations

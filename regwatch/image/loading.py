@@ -68,7 +68,6 @@ from regwatch.image.documents import (
 
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-IMAGE_MEDIA_TYPES = frozenset({mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_V2})
 NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
     {
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
@@ -450,7 +449,7 @@ class _Layout:
             chosen = next((e for e in entries if e.digest == digest), None)
             if chosen is None:
                 raise ImageError(f"{SINGLE_IMAGE_DIGEST}: {digest} is not listed in the index")
-            if chosen.media_type not in IMAGE_MEDIA_TYPES:
+            if chosen.media_type not in mt.IMAGE_MEDIA_TYPES:
                 raise ImageError(
                     f"{SINGLE_IMAGE_DIGEST}: {digest} is listed with media type "
                     f"{chosen.media_type!r}, not an image manifest"
@@ -467,7 +466,7 @@ class _Layout:
         for entry in entries:
             if entry.digest in self.pushed:
                 continue
-            if entry.media_type in IMAGE_MEDIA_TYPES:
+            if entry.media_type in mt.IMAGE_MEDIA_TYPES:
                 self.image(entry)
             elif mt.is_index(entry.media_type):
                 body = self.manifest_body(entry)

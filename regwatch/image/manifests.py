@@ -90,6 +90,9 @@ def parse_manifest(
     return parse_image_manifest(body, f"manifest {name}", sender=sender)
 
 
+_UNNAMED_PLATFORM = ("linux", "amd64")
+
+
 def select_child(index: Index, wanted: Platform) -> Descriptor | None:
     """The first entry of an index whose platform matches (no platform means linux/amd64).
 
@@ -97,13 +100,10 @@ def select_child(index: Index, wanted: Platform) -> Descriptor | None:
     """
     for child in index.entries:
         platform = child.platform
-        os, architecture = (platform.os, platform.architecture) if platform else _DEFAULT
+        os, architecture = (platform.os, platform.architecture) if platform else _UNNAMED_PLATFORM
         if os != wanted.os or architecture != wanted.architecture:
             continue
         if wanted.variant and (platform.variant if platform else None) != wanted.variant:
             continue
         return child
     return None
-
-
-_DEFAULT = ("linux", "amd64")

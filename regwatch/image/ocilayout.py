@@ -40,8 +40,7 @@ OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 
-IMAGE_MANIFEST_TYPES = frozenset({mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_V2})
-LAYOUT_MANIFEST_TYPES = IMAGE_MANIFEST_TYPES | mt.INDEX_MEDIA_TYPES
+LAYOUT_MANIFEST_TYPES = mt.IMAGE_MEDIA_TYPES | mt.INDEX_MEDIA_TYPES
 
 OCI_LAYOUT_CONTENT = b'{\n    "imageLayoutVersion": "1.0.0"\n}'
 """The `oci-layout` file exactly as the Go original writes it (no final newline)."""
@@ -185,7 +184,7 @@ def write_oci_layout(
     if mt.is_index(media_type):
         _plan_index(plan, manifest_bytes, digest, fetch_manifest)
         index_json, single_image = manifest_bytes, None
-    elif media_type in IMAGE_MANIFEST_TYPES:
+    elif media_type in mt.IMAGE_MEDIA_TYPES:
         plan.manifests[digest] = manifest_bytes
         _plan_image(plan, manifest_bytes, digest)
         index_json = _compact_json(
