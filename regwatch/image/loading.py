@@ -155,8 +155,9 @@ class LoadedImage:
 def load_image(path: Path) -> LoadedImage:
     """A directory is an OCI image layout; a file is a `docker save` tarball (spec §6.6.2).
 
-    Raises `ConfigError` when nothing is at `path`, `ImageError` when its content cannot be
-    pushed; layout errors read `loading <path> as OCI layout: …`.
+    Raises `ConfigError` when nothing is at `path` or it is neither a directory nor a regular
+    file (a FIFO would block the read), `ImageError` when its content cannot be pushed; layout
+    errors read `loading <path> as OCI layout: …`. Only regular files are ever opened.
     """
     try:
         mode = path.stat().st_mode
