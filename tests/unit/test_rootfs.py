@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import stat
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ import pytest
 import zstandard
 
 from regwatch.errors import HostileEntry, ImageError
+from regwatch.image import rootfs
 from regwatch.image.compression import decompressed
 from regwatch.image.rootfs import apply_layer
 from tests import tarwriter as tw
@@ -436,7 +436,7 @@ def test_a_failed_whiteout_fails_the_layer(box: Sandbox, monkeypatch: pytest.Mon
     def refuse(path: str, *_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(shutil, "rmtree", refuse)
+    monkeypatch.setattr(rootfs, "remove_tree", refuse)
     with pytest.raises(ImageError, match=r"^layer 1: \.wh\.d: permission denied$"):
         box.apply([tw.whiteout("d"), tw.file("after")])
     assert not box.path("after").exists()
