@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import stat
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -761,3 +762,242 @@ def test_a_symlink_loop_is_an_error(box: Sandbox) -> None:
 def test_a_file_where_a_directory_is_needed_is_an_error(box: Sandbox) -> None:
     with pytest.raises(ImageError, match=r"^layer 2: f/x: f is not a directory$"):
         box.apply([tw.file("f")], [tw.file("f/x")])
+
+
+# -- cost: what an entry may make the walk do (issue 8, #8) --------------------------------------
+
+
+class Lookups:
+    """Counts the lookups apply_layer makes (lstat, readlink): the work that grew per entry."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for name in ("lstat", "readlink"):
+            monkeypatch.setattr(os, name, self._counted(getattr(os, name)))
+
+    def _counted(self, real: Callable[..., object]) -> Callable[..., object]:
+        def counted(*args: object, **kwargs: object) -> object:
+            self.count += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+
+def _chain(links: int, hop: Callable[[int], str]) -> list[Entry]:
+    """`d`, `l0 -> d`, then `l<i>` whose target `hop(i)` leads to `l<i-1>`."""
+    return [
+        tw.directory("d"),
+        tw.symlink("l0", "d"),
+        *(tw.symlink(f"l{i}", hop(i)) for i in range(1, links)),
+    ]
+
+
+DEEP = "/".join(["deep"] * 200)
+
+# name: (entries making the links, the path through them, the directory it leads to)
+CHAINS: dict[str, tuple[list[Entry], str, str]] = {
+    "relative links through a directory and back": (
+        _chain(40, lambda i: f"d/../d/../l{i - 1}"),
+        "l39",
+        "d",
+    ),
+    "absolute links": (_chain(40, lambda i: f"/d/../l{i - 1}"), "l39", "d"),
+    "links in directories of their own": (
+        [
+            *(tw.directory("d"), tw.directory("p0"), tw.symlink("p0/l", "../d")),
+            *(
+                entry
+                for i in range(1, 39)
+                for entry in (tw.directory(f"p{i}"), tw.symlink(f"p{i}/l", f"../p{i - 1}/l"))
+            ),
+        ],
+        "p38/l",
+        "d",
+    ),
+    "a link to a deep directory": ([tw.directory(DEEP), tw.symlink("l", DEEP)], "l", DEEP),
+}
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=list(CHAINS))
+def test_entries_through_chained_symlinks_cost_their_own_components(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch, chain: str
+) -> None:
+    """Issue 8: each entry re-resolved every link; now a layer costs its entries, once each."""
+    links, through, lands = CHAINS[chain]
+    entries = 2_000
+    lookups = Lookups(monkeypatch)
+    box.apply(
+        [
+            *links,
+            *(tw.whiteout(f"{through}/gone{n}") for n in range(entries)),
+            tw.file(f"{through}/kept", "kept\n"),
+            tw.directory(f"{through}/sub"),
+            tw.file(f"{through}/sub/file", "sub\n"),
+        ]
+    )
+    assert lookups.count < 2 * entries + 1_000  # was 40 and more per entry
+    assert box.path(f"{lands}/kept").read_text() == "kept\n"
+    assert box.path(f"{lands}/sub/file").read_text() == "sub\n"
+
+
+def test_a_layer_of_chained_symlinks_unpacks_in_time_proportional_to_its_entries(
+    box: Sandbox,
+) -> None:
+    """The reported layer's shape: 16,000 entries through 40 links (13 s of CPU before)."""
+    links, through, _ = CHAINS["relative links through a directory and back"]
+    started = time.process_time()
+    box.apply([*links, *(tw.whiteout(f"{through}/g{n}") for n in range(16_000))])
+    assert time.process_time() - started < 10  # ~1 s now
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        pytest.param(
+            [*_chain(40, lambda i: "d/../" * 19 + f"l{i - 1}"), tw.file("l39/x")],
+            "layer 1: l39/x: its symbolic links lead through more than 255 path components",
+            id="the reported layer: 40 links of 39 components",
+        ),
+        pytest.param(
+            [tw.directory("d"), tw.symlink("l", "d/../" * 200 + "d"), tw.file("l/x")],
+            "layer 1: l/x: its symbolic links lead through more than 255 path components",
+            id="one long link",
+        ),
+        pytest.param(
+            [
+                tw.symlink("l0", "."),
+                *(tw.symlink(f"l{i}", f"l{i - 1}/l{i - 1}") for i in range(1, 12)),
+                tw.file("l11/x"),
+            ],
+            "layer 1: l11/x: too many levels of symbolic links",
+            id="links that double at each level",
+        ),
+        pytest.param(
+            [
+                tw.directory("d"),
+                *(tw.symlink(f"l{i}", f"l{i + 1}") for i in range(41)),
+                tw.symlink("l41", "d"),
+                tw.whiteout("l0/x"),
+            ],
+            "layer 1: l0/.wh.x: too many levels of symbolic links",
+            id="41 links in a row, for a whiteout",
+        ),
+    ],
+)
+def test_symlinks_that_cost_too_much_fail_the_entry_in_one_line(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch, entries: list[Entry], message: str
+) -> None:
+    lookups = Lookups(monkeypatch)
+    with pytest.raises(ImageError) as raised:
+        box.apply(entries)
+    assert str(raised.value) == message
+    assert not isinstance(raised.value, HostileEntry)
+    assert lookups.count < 500
+
+
+def test_the_limit_counts_cached_links_as_fresh_ones(box: Sandbox) -> None:
+    """A link followed once is remembered; a later entry through it pays its cost again."""
+    entries = [tw.directory("d"), tw.symlink("l", "d/../" * 60 + "d"), tw.file("l/x")]
+    box.apply([*entries, tw.symlink("m", "l/" + "../l/" * 40), tw.file("l/y")])
+    with pytest.raises(ImageError, match="more than 255 path components"):
+        box.apply([tw.file("m/z")])
+    assert names(box.path("d")) == {"x", "y"}
+
+
+# What the walk remembers must follow what the layer changes: each case first sends an entry
+# through a path (so it is remembered), then changes a component, then goes through again.
+CHANGED: dict[str, tuple[Layers, dict[str, str], set[str]]] = {
+    "a symlink replaced by another": (
+        [
+            [tw.directory("a"), tw.directory("b"), tw.symlink("l", "a"), tw.file("l/x", "1")],
+            [tw.symlink("l", "b"), tw.file("l/y", "2")],
+        ],
+        {"a/x": "1", "b/y": "2"},
+        {"a/y", "b/x"},
+    ),
+    "a symlink replaced by another, same layer": (
+        [
+            [
+                *(tw.directory("a"), tw.directory("b"), tw.symlink("l", "a"), tw.file("l/x", "1")),
+                *(tw.symlink("l", "b"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"a/x": "1", "b/y": "2"},
+        {"a/y"},
+    ),
+    "a symlink replaced by a directory": (
+        [
+            [tw.directory("a"), tw.symlink("l", "a"), tw.file("l/x", "1")],
+            [tw.directory("l"), tw.file("l/y", "2")],
+        ],
+        {"a/x": "1", "l/y": "2"},
+        {"a/y", "l/x"},
+    ),
+    "a directory on the way whited out": (
+        [
+            [
+                *(tw.directory("d/t"), tw.symlink("l", "d/t"), tw.file("l/x", "1")),
+                *(tw.whiteout("d"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"d/t/y": "2"},
+        {"d/t/x"},
+    ),
+    "a directory on the way replaced by a symlink": (
+        [
+            [
+                *(tw.directory("d/t"), tw.directory("e/t"), tw.symlink("l", "d/t")),
+                *(tw.file("l/x", "1"), tw.symlink("d", "e"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"e/t/y": "2"},
+        {"e/t/x"},
+    ),
+    "an opaque whiteout under the link": (
+        [
+            [tw.directory("p/t"), tw.symlink("p/l", "t"), tw.file("p/l/x", "1")],
+            [
+                *(tw.opaque("p"), tw.directory("p/u"), tw.file("p/l/x", "lost")),
+                *(tw.symlink("p/l", "u"), tw.file("p/l/y", "2")),
+            ],
+        ],
+        {"p/u/y": "2"},
+        {"p/t", "p/u/x"},
+    ),
+    "a hard link after its target's directory moved": (
+        [
+            [
+                *(tw.directory("a"), tw.directory("b"), tw.symlink("l", "a")),
+                *(tw.file("l/f", "a"), tw.file("b/f", "b"), tw.hardlink("h1", "l/f")),
+                *(tw.symlink("l", "b"), tw.hardlink("h2", "l/f")),
+            ]
+        ],
+        {"h1": "a", "h2": "b"},
+        set(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CHANGED, ids=list(CHANGED))
+def test_what_the_walk_remembers_follows_the_layer(box: Sandbox, case: str) -> None:
+    layers, present, absent = CHANGED[case]
+    box.apply(*layers)
+    for rel, text in present.items():
+        assert box.path(rel).read_text() == text, rel
+    for rel in absent:
+        assert not box.path(rel).exists(), rel
+
+
+def test_a_remembered_directory_replaced_by_a_file_is_not_a_directory(box: Sandbox) -> None:
+    with pytest.raises(ImageError, match=r"^layer 1: d/y: d is not a directory$"):
+        box.apply([tw.directory("d"), tw.file("d/x"), tw.file("d"), tw.file("d/y")])
+
+
+def test_a_remembered_link_replaced_to_climb_out_is_hostile(box: Sandbox) -> None:
+    with pytest.raises(HostileEntry):
+        box.apply(
+            [
+                *(tw.directory("d"), tw.symlink("l", "d"), tw.file("l/x")),
+                *(tw.symlink("d", "../.."), tw.file("l/outside/sentinel", "pwned")),
+            ]
+        )
