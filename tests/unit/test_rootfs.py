@@ -24,9 +24,11 @@ import zstandard
 from regwatch.errors import HostileEntry, ImageError
 from regwatch.image import rootfs
 from regwatch.image.compression import decompressed
+from regwatch.image.removal import remove_tree
 from regwatch.image.rootfs import apply_layer
 from tests import tarwriter as tw
 from tests.tarwriter import Entry
+from tests.unprivileged import run_unprivileged, workspace
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="ownership is only restored as root")
@@ -69,6 +71,9 @@ class Sandbox:
                 seen[str(path.relative_to(self.base))] = _describe(path)
         return seen
 
+    def reset_outside(self) -> None:
+        self._before = self.snapshot_outside()
+
     def assert_outside_untouched(self) -> None:
         assert self.snapshot_outside() == self._before
 
@@ -87,6 +92,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox(tmp_path)
     yield sandbox
     sandbox.assert_outside_untouched()
+    remove_tree(str(sandbox.root))  # pytest's own clean-up recurses: a deep tree breaks it
 
 
 def names(path: Path) -> set[str]:
@@ -1001,3 +1007,132 @@ def test_a_remembered_link_replaced_to_climb_out_is_hostile(box: Sandbox) -> Non
                 *(tw.symlink("d", "../.."), tw.file("l/outside/sentinel", "pwned")),
             ]
         )
+
+
+# -- deep trees and read-only directories (issue 8, #9) -----------------------------------------
+
+DEPTH = 1_200
+TREE = "/".join(["d"] * DEPTH)
+
+
+def _deep_tree(*, mode: int = 0o755) -> list[Entry]:
+    """A valid tree 1,200 directories deep, each level an entry of its own, a file at the bottom."""
+    levels = [tw.directory("/".join(["d"] * n), mode=mode) for n in range(1, DEPTH + 1)]
+    return [*levels, tw.file(f"{TREE}/leaf", "bottom\n")]
+
+
+def test_a_deep_tree_unpacks(box: Sandbox) -> None:
+    box.apply(_deep_tree(mode=0o555), [tw.file(f"{TREE}/later", "later\n")])
+    assert box.path(f"{TREE}/leaf").read_text() == "bottom\n"
+    assert box.path(f"{TREE}/later").read_text() == "later\n"
+    assert stat.S_IMODE(box.path(TREE).stat().st_mode) == 0o555
+
+
+@pytest.mark.parametrize(
+    ("later", "left"),
+    [
+        ([tw.whiteout("d")], set()),
+        ([tw.opaque("")], set()),
+        ([tw.symlink("d", "elsewhere")], {"d"}),
+    ],
+    ids=["whiteout", "opaque whiteout", "replaced by a symlink"],
+)
+def test_a_deep_tree_removed_by_a_later_layer_goes_whole(
+    box: Sandbox, later: list[Entry], left: set[str]
+) -> None:
+    """Issue 8: a RecursionError here left a partial rootfs."""
+    box.apply([tw.file(f"{TREE}/leaf")], later)
+    assert names(box.root) == left
+    assert not box.path(TREE).exists()
+
+
+# A non-root run: modes hold, so directories an earlier layer left read-only must be opened up
+# for a later layer to write into them, and given their mode back afterwards.
+
+
+@pytest.fixture
+def unprivileged_box() -> Iterator[Sandbox]:
+    """A sandbox whose root and outside belong to the user `run_unprivileged` runs as."""
+    with workspace() as base:
+        sandbox = Sandbox(base)
+        owner = base.stat()
+        for path in (sandbox.root, sandbox.outside, sandbox.outside / "sentinel"):
+            os.chown(path, owner.st_uid, owner.st_gid)
+        sandbox.reset_outside()
+        yield sandbox
+        sandbox.assert_outside_untouched()
+
+
+READ_ONLY: dict[str, tuple[Layers, dict[str, str], dict[str, int]]] = {
+    "a later layer writes into a 0555 directory": (
+        [
+            [tw.directory("ro", mode=0o555), tw.file("ro/old", "old\n")],
+            [tw.file("ro/new", "new\n"), tw.whiteout("ro/old")],
+        ],
+        {"ro/new": "new\n"},
+        {"ro": 0o555},
+    ),
+    "a later layer makes directories inside a 0500 directory": (
+        [
+            [tw.directory("ro", mode=0o500), tw.directory("ro/sub", mode=0o500)],
+            [tw.file("ro/sub/a/b/c", "deep\n")],
+        ],
+        {"ro/sub/a/b/c": "deep\n"},
+        {"ro": 0o500, "ro/sub": 0o500, "ro/sub/a": 0o755},
+    ),
+    "a later layer removes a read-only tree": (
+        [
+            [
+                *(tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500)),
+                *(tw.file("ro/in/f"), tw.directory("ro/in/closed", mode=0o000)),
+                tw.directory("keep", mode=0o555),
+            ],
+            [tw.whiteout("ro"), tw.file("after", "after\n")],
+        ],
+        {"after": "after\n"},
+        {"keep": 0o555},
+    ),
+    "a later layer replaces a read-only tree with a file": (
+        [
+            [tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500), tw.file("ro/in/f")],
+            [tw.file("ro", "file\n")],
+        ],
+        {"ro": "file\n"},
+        {},
+    ),
+    "an opaque whiteout empties a read-only directory": (
+        [
+            [tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500), tw.file("ro/in/f")],
+            [tw.opaque("ro"), tw.file("ro/new", "new\n")],
+        ],
+        {"ro/new": "new\n"},
+        {"ro": 0o555},
+    ),
+    "a hard link to a file in a closed directory": (
+        [
+            [tw.directory("shut", mode=0o000), tw.file("shut/f", "f\n")],
+            [tw.hardlink("h", "shut/f")],
+        ],
+        {"h": "f\n"},
+        {"shut": 0o000},
+    ),
+    "a deep read-only tree whited out": (
+        [_deep_tree(mode=0o555), [tw.whiteout("d")]],
+        {},
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", READ_ONLY, ids=list(READ_ONLY))
+def test_read_only_directories_of_earlier_layers_as_a_non_root_user(
+    unprivileged_box: Sandbox, case: str
+) -> None:
+    """Issue 8: PermissionError; root ignores modes, so this runs as an ordinary user."""
+    layers, present, modes = READ_ONLY[case]
+    box = unprivileged_box
+    assert run_unprivileged(lambda: box.apply(*layers)) is None
+    for rel, text in present.items():
+        assert box.path(rel).read_text() == text, rel
+    for rel, mode in modes.items():
+        assert stat.S_IMODE(box.path(rel).lstat().st_mode) == mode, rel
