@@ -13,6 +13,13 @@ Safety (resource spec Q8): nothing an entry does may reach outside `root`.
   files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, hard links are made to the link
   target itself (never through a final symlink), and whiteouts delete without following.
 * Hard-link targets and whiteouts go through the same resolution.
+* What resolving costs is bounded: one entry's path may follow at most 40 symlinks, through at
+  most 255 components of their targets. Within a layer the real directories met and where each
+  symlink led are remembered, so an entry pays for its own name; what a remembered link cost
+  still counts against the bounds, so a cached answer and a fresh one agree.
+* Removal (whiteouts, replaced directories) is iterative, at any depth (`removal`). Run as
+  non-root, a directory of an earlier layer without u+rwx is opened up while this layer writes
+  into it and gets its mode back at the end.
 
 A hostile entry raises `HostileEntry` before it changes anything. The checks are `lstat`
 based: they assume nothing else writes into `root` while a layer is applied (the destination
