@@ -94,13 +94,14 @@ def _empty(top: int) -> None:
 
 def _unlink_all_but_directories(fd: int) -> list[str]:
     """Unlink the files and symlinks of the open directory; its subdirectories' names."""
-    subdirectories: list[str] = []
     with os.scandir(fd) as found:
-        for entry in found:
-            if entry.is_dir(follow_symlinks=False):
-                subdirectories.append(entry.name)
-            else:
-                os.unlink(entry.name, dir_fd=fd)
+        entries = list(found)  # listed whole first: readdir while unlinking is unspecified
+    subdirectories: list[str] = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            subdirectories.append(entry.name)
+        else:
+            os.unlink(entry.name, dir_fd=fd)
     return subdirectories
 
 
