@@ -13,6 +13,13 @@ Safety (resource spec Q8): nothing an entry does may reach outside `root`.
   files are created with `O_CREAT | O_EXCL | O_NOFOLLOW`, hard links are made to the link
   target itself (never through a final symlink), and whiteouts delete without following.
 * Hard-link targets and whiteouts go through the same resolution.
+* What resolving costs is bounded: one entry's path may follow at most 40 symlinks, through at
+  most 255 components of their targets. Within a layer the real directories met and where each
+  symlink led are remembered, so an entry pays for its own name; what a remembered link cost
+  still counts against the bounds, so a cached answer and a fresh one agree.
+* Removal (whiteouts, replaced directories) is iterative, at any depth (`removal`). Run as
+  non-root, a directory of an earlier layer without u+rwx is opened up while this layer writes
+  into it and gets its mode back at the end.
 
 A hostile entry raises `HostileEntry` before it changes anything. The checks are `lstat`
 based: they assume nothing else writes into `root` while a layer is applied (the destination
@@ -22,16 +29,16 @@ of a get belongs to that get). Under that assumption there is no window between 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tarfile
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 from regwatch.errors import HostileEntry, ImageError
 from regwatch.image.compression import DecompressedStream, Readable, decompressed
+from regwatch.image.removal import remove_contents, remove_tree
 
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."
@@ -41,6 +48,7 @@ _COPY_CHUNK = 1024 * 1024
 # its buffer on every read, so 1 MiB here made a 53k-entry layer 2.5 times slower to parse.
 _TAR_BUFFER = tarfile.RECORDSIZE
 _MAX_SYMLINKS = 40  # as Linux's path walk
+_MAX_LINK_STEPS = 255  # components of symlink targets one path may lead through
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _SYMLINK_TIMES = os.utime in os.supports_follow_symlinks
 
@@ -115,8 +123,68 @@ class _Header(tarfile.TarInfo):
             raise tarfile.ReadError(f"damaged header: {exc}") from exc
 
 
+class _Dir:
+    """A directory of the root known to be real (no symlink on the way), in this layer's cache.
+
+    The cache is a tree, so removing a directory forgets everything below it at once.
+    """
+
+    __slots__ = ("children", "depth", "gone", "name", "parent")
+
+    def __init__(self, name: str, parent: _Dir | None) -> None:
+        self.name = name
+        self.parent = parent
+        self.depth: int = 0 if parent is None else parent.depth + 1
+        self.children: dict[str, _Dir] = {}
+        self.gone = False
+
+    def rel(self, child: str | None = None) -> str:
+        """The path relative to the root (of `child` inside, when given)."""
+        names = [] if child is None else [child]
+        node: _Dir | None = self
+        while node is not None and node.parent is not None:
+            names.append(node.name)
+            node = node.parent
+        return "/".join(reversed(names))
+
+    def alive(self) -> bool:
+        node: _Dir | None = self
+        while node is not None:
+            if node.gone:
+                return False
+            node = node.parent
+        return True
+
+    def child(self, name: str) -> _Dir:
+        node = self.children.get(name)
+        if node is None:
+            node = self.children[name] = _Dir(name, self)
+        return node
+
+    def forget(self, name: str) -> None:
+        node = self.children.pop(name, None)
+        if node is not None:
+            node.gone = True
+
+
+class _Resolved(NamedTuple):
+    """Where a symlink led, and what following it cost, so the cost is the same when cached."""
+
+    target: _Dir
+    hops: int
+    steps: int
+
+
+class _Return(NamedTuple):
+    """Marks, among the components to walk, the end of a symlink's target."""
+
+    link: tuple[_Dir, str]
+    hops: int
+    steps: int
+
+
 class _Layer:
-    """The state of one layer being applied: which directories are known to be real."""
+    """The state of one layer being applied: which directories are known, where links lead."""
 
     def __init__(
         self, root: str, name: str, *, as_root: bool, on_debug: Callable[[str], None] | None
@@ -126,12 +194,16 @@ class _Layer:
         self._name = name
         self._as_root = as_root
         self._debug = on_debug
-        # Paths (relative to root) that are real directories, reached without a symlink; each
-        # one's parents are in the set too. Dropped with everything below when removed.
-        self._dirs: set[str] = {""}
+        self._top = _Dir("", None)
+        # Symlinks already followed in this layer, by (directory, name). Any removal of a
+        # directory or symlink clears it: the way a cached link took may be gone.
+        self._links: dict[tuple[_Dir, str], _Resolved] = {}
         # Directory entries of this layer: their mode and times are set again at the end,
         # since entries applied later inside them change their mtime.
-        self._dir_times: dict[str, tuple[int, int, int]] = {}
+        self._dir_times: dict[_Dir, tuple[int, int, int]] = {}
+        # Directories of earlier layers opened up (u+rwx) so a non-root run can write into
+        # them: their mode is given back at the end.
+        self._opened: dict[_Dir, int] = {}
 
     # -- one entry ------------------------------------------------------------------------------
 
@@ -161,10 +233,10 @@ class _Layer:
                 return  # `.`: the original skips it, and the destination keeps its own mode
             raise HostileEntry(f"{self._name}: entry '{entry}' would replace the destination")
         link_target = self._link_target(member) if member.islnk() else None
-        parent = self._parent(parts[:-1], entry, create=True)
+        parent = self._resolve(parts[:-1], entry, create=True)
         assert parent is not None  # create=True always finds or makes the parent
-        rel = f"{parent}/{parts[-1]}" if parent else parts[-1]
-        path = self._prefix + rel
+        base = parts[-1]
+        path = self._prefix + parent.rel(base)
         self._say(f"unpacking {entry}")
         try:
             existing = os.lstat(path)
@@ -172,22 +244,30 @@ class _Layer:
             pass
         else:
             if member.isdir() and stat.S_ISDIR(existing.st_mode):
-                self._set_directory(path, rel, member)  # merge, then the entry's metadata
+                # merge, then the entry's metadata
+                self._set_directory(path, parent.child(base), member)
                 return
-            self._remove(path, rel, existing)  # so a file replaces a symlink, never follows it
+            self._remove(parent, base, existing)  # so a file replaces a symlink, never follows it
         if link_target is not None:
             self._say(f"hardlinking to {member.linkname}")
             # Metadata is the target's (they share the inode), as in the original (quirk Q6).
             os.link(link_target, path, follow_symlinks=False)
         else:
-            self._create(path, rel, member, tar)
+            self._create(path, parent, base, member, tar)
 
-    def _create(self, path: str, rel: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _create(
+        self,
+        path: str,
+        parent: _Dir,
+        base: str,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile,
+    ) -> None:
         if member.isreg():
             self._write_file(path, member, tar)
         elif member.isdir():
             os.mkdir(path, 0o700)
-            self._set_directory(path, rel, member)
+            self._set_directory(path, parent.child(base), member)
         elif member.issym():
             self._say(f"symlinking to {member.linkname}")
             os.symlink(member.linkname, path)
@@ -213,7 +293,7 @@ class _Layer:
             os.fchmod(fd, stat.S_IMODE(member.mode))  # after chown, which drops setuid
             os.utime(fd, ns=_times(member))
 
-    def _set_directory(self, path: str, rel: str, member: tarfile.TarInfo) -> None:
+    def _set_directory(self, path: str, node: _Dir, member: tarfile.TarInfo) -> None:
         mode = stat.S_IMODE(member.mode)
         self._own(path, member)
         # Until the end of the layer a directory stays writable for us, or a non-root run could
@@ -221,25 +301,30 @@ class _Layer:
         os.chmod(path, mode if self._as_root else mode | stat.S_IRWXU)
         atime, mtime = _times(member)
         os.utime(path, ns=(atime, mtime), follow_symlinks=False)
-        self._dir_times[rel] = (mode, atime, mtime)
+        self._dir_times[node] = (mode, atime, mtime)
 
     def _own(self, path: str, member: tarfile.TarInfo) -> None:
         if self._as_root:
             os.chown(path, member.uid, member.gid, follow_symlinks=False)
 
     def finish(self) -> None:
-        """Give this layer's directories the mode and times their entries asked for."""
-        for rel, (mode, atime, mtime) in self._dir_times.items():
-            path = self._prefix + rel
-            try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    continue
-                os.chmod(path, mode)
-                os.utime(path, ns=(atime, mtime), follow_symlinks=False)
-            except FileNotFoundError:
+        """Give directories their final modes and times: this layer's entries ask for theirs,
+        earlier layers' directories opened up get theirs back. The deepest go first, so a
+        parent that loses u+x does so after its children are done."""
+        nodes = sorted({*self._dir_times, *self._opened}, key=lambda node: node.depth, reverse=True)
+        for node in nodes:
+            if not node.alive():
                 continue
+            path = self._prefix + node.rel()
+            try:
+                if node in self._dir_times:
+                    mode, atime, mtime = self._dir_times[node]
+                    os.chmod(path, mode)
+                    os.utime(path, ns=(atime, mtime), follow_symlinks=False)
+                else:
+                    os.chmod(path, self._opened[node])
             except OSError as exc:
-                raise ImageError(f"{self._name}: {rel}: {_reason(exc)}") from exc
+                raise ImageError(f"{self._name}: {node.rel()}: {_reason(exc)}") from exc
 
     # -- whiteouts ------------------------------------------------------------------------------
 
@@ -251,70 +336,60 @@ class _Layer:
         entry, victim = member.name, parts[-1][len(WHITEOUT_PREFIX) :]
         if victim in ("", ".", ".."):
             raise HostileEntry(f"{self._name}: entry '{entry}' whites out no file of its directory")
-        parent = self._parent(parts[:-1], entry, create=False)
+        parent = self._resolve(parts[:-1], entry, create=False)
         if parent is None:
             return  # nothing there to delete
-        rel = f"{parent}/{victim}" if parent else victim
-        path = self._prefix + rel
         try:
-            existing = os.lstat(path)
+            existing = os.lstat(self._prefix + parent.rel(victim))
         except FileNotFoundError:
             return
-        self._remove(path, rel, existing)  # a failure fails the layer (quirk Q5)
+        self._remove(parent, victim, existing)  # a failure fails the layer (quirk Q5)
 
     def _opaque(self, dir_parts: list[str], member: tarfile.TarInfo) -> None:
         """Empty the marker's directory, keeping the directory itself (and its mode)."""
-        rel = ""
+        node = self._top
         if dir_parts:
-            parent = self._parent(dir_parts[:-1], member.name, create=True)
-            rel = f"{parent}/{dir_parts[-1]}" if parent else dir_parts[-1]
-        path = self._prefix + rel if rel else self._root
-        try:
-            existing = os.lstat(path)
-        except FileNotFoundError:
-            os.mkdir(path, 0o755)  # quirk Q7: the original panics here
-        else:
-            if stat.S_ISDIR(existing.st_mode):
-                self._empty(path, rel)
+            parent = self._resolve(dir_parts[:-1], member.name, create=True)
+            assert parent is not None  # create=True always finds or makes the parent
+            base = dir_parts[-1]
+            path = self._prefix + parent.rel(base)
+            try:
+                existing = os.lstat(path)
+            except FileNotFoundError:
+                os.mkdir(path, 0o755)  # quirk Q7: the original panics here
+                node = parent.child(base)
             else:
-                self._remove(path, rel, existing)
-                os.mkdir(path, 0o755)
+                if stat.S_ISDIR(existing.st_mode):
+                    node = self._enter(parent, base, existing)
+                    self._empty(node, path)
+                else:
+                    self._remove(parent, base, existing)
+                    os.mkdir(path, 0o755)
+                    node = parent.child(base)
+        else:
+            path = self._root
+            self._empty(node, path)
         if self._as_root:
             os.chown(path, member.uid, member.gid, follow_symlinks=False)
 
-    def _empty(self, path: str, rel: str) -> None:
+    def _empty(self, node: _Dir, path: str) -> None:
         self._say(f"removing contents of {path}")
-        self._forget_below(rel)
-        with os.scandir(path) as found:
-            children = list(found)
-        for child in children:
-            if child.is_dir(follow_symlinks=False):
-                shutil.rmtree(child.path)  # never follows symlinks it meets inside
-            else:
-                os.unlink(child.path)
+        for name in list(node.children):
+            node.forget(name)
+        self._links.clear()
+        remove_contents(path)  # never follows symlinks it meets inside
 
-    def _remove(self, path: str, rel: str, existing: os.stat_result) -> None:
+    def _remove(self, parent: _Dir, name: str, existing: os.stat_result) -> None:
+        path = self._prefix + parent.rel(name)
         self._say(f"removing {path}")
         if stat.S_ISDIR(existing.st_mode):
-            self._forget(rel)
-            shutil.rmtree(path)  # never follows symlinks it meets inside
+            parent.forget(name)
+            self._links.clear()
+            remove_tree(path)  # never follows symlinks it meets inside
         else:
+            if stat.S_ISLNK(existing.st_mode):
+                self._links.clear()
             os.unlink(path)
-
-    def _forget(self, rel: str) -> None:
-        self._dirs.discard(rel)
-        self._dir_times.pop(rel, None)
-        self._forget_below(rel)
-
-    def _forget_below(self, rel: str) -> None:
-        if not rel:
-            self._dirs = {""}
-            self._dir_times.clear()
-            return
-        below = rel + "/"
-        self._dirs = {d for d in self._dirs if not d.startswith(below)}
-        for gone in [d for d in self._dir_times if d.startswith(below)]:
-            del self._dir_times[gone]
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -344,11 +419,11 @@ class _Layer:
             ) from None
         if not parts:
             raise ImageError(f"{self._name}: {entry}: cannot hard-link to the destination")
-        parent = self._parent(parts[:-1], entry, create=False)
-        path = self._prefix + (f"{parent}/{parts[-1]}" if parent else parts[-1])
+        parent = self._resolve(parts[:-1], entry, create=False)
         try:
             if parent is None:
                 raise FileNotFoundError
+            path = self._prefix + parent.rel(parts[-1])
             found = os.lstat(path)
         except FileNotFoundError:
             raise ImageError(
@@ -358,68 +433,92 @@ class _Layer:
             raise ImageError(f"{self._name}: {entry}: hard-link target {linkname} is a directory")
         return path
 
-    def _parent(self, parts: list[str], entry: str, *, create: bool) -> str | None:
-        """The real directory (relative to root) that `parts` leads to, chroot-style.
+    def _resolve(self, parts: list[str], entry: str, *, create: bool) -> _Dir | None:
+        """The real directory that `parts` leads to, chroot-style, with lstat alone.
 
         Missing directories are made (0755) when `create`; otherwise a missing or non-directory
-        component means None.
+        component means None. Directories and symlinks met are remembered for the rest of the
+        layer, so a path costs its own components, not those of every link on its way again;
+        what links cost is counted all the same (`_MAX_SYMLINKS`, `_MAX_LINK_STEPS`), so a
+        cached answer and a fresh one agree.
         """
-        key = "/".join(parts)
-        if key in self._dirs:
-            return key
-        known = len(parts) - 1
-        while known > 0 and "/".join(parts[:known]) not in self._dirs:
-            known -= 1
-        return self._walk(parts[:known], parts[known:], entry, create=create)
-
-    def _walk(self, real: list[str], rest: list[str], entry: str, *, create: bool) -> str | None:
-        """Resolve `rest` below `real` with lstat alone; directories are made only at the end."""
-        todo = rest[::-1]
-        links = 0
+        node = self._top
+        todo: list[str | _Return] = [*reversed(parts)]
+        hops = steps = 0
         while todo:
             part = todo.pop()
+            if isinstance(part, _Return):
+                self._links[part.link] = _Resolved(node, hops - part.hops, steps - part.steps)
+                continue
             if part == "..":  # only a symlink's target brings these: the name was cleaned
-                if not real:
+                if node.parent is None:
                     raise HostileEntry(
                         f"{self._name}: entry '{entry}' goes through a symlink that leads out"
                         " of the destination"
                     )
-                real.pop()
+                node = node.parent
                 continue
-            if part in ("", "."):
+            child = node.children.get(part)
+            if child is not None:
+                node = child
                 continue
-            rel = "/".join([*real, part])
+            known = self._links.get((node, part))
+            if known is not None:
+                hops, steps = self._count(hops + known.hops, steps + known.steps, entry)
+                node = known.target
+                continue
+            path = self._prefix + node.rel(part)
             try:
-                mode = os.lstat(self._prefix + rel).st_mode
+                info = os.lstat(path)
             except FileNotFoundError:
-                return self._make_dirs(real, [part, *reversed(todo)], entry) if create else None
-            if stat.S_ISDIR(mode):
-                real.append(part)
-                if not links:
-                    self._dirs.add(rel)
-            elif stat.S_ISLNK(mode):
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise ImageError(f"{self._name}: {entry}: too many levels of symbolic links")
-                target = os.readlink(self._prefix + rel)
+                return self._make_dirs(node, [part, *reversed(todo)], entry) if create else None
+            if stat.S_ISDIR(info.st_mode):
+                node = self._enter(node, part, info)
+            elif stat.S_ISLNK(info.st_mode):
+                target = os.readlink(path)
+                components = [c for c in target.split("/") if c not in ("", ".")]
+                todo.append(_Return((node, part), hops, steps))
+                todo.extend(reversed(components))
+                hops, steps = self._count(hops + 1, steps + len(components), entry)
                 if target.startswith("/"):
-                    real = []  # chroot-style: an absolute target starts again at the root
-                todo.extend(reversed(target.split("/")))
+                    node = self._top  # chroot-style: an absolute target starts again at the root
             elif create:
-                raise ImageError(f"{self._name}: {entry}: {rel} is not a directory")
+                raise ImageError(f"{self._name}: {entry}: {node.rel(part)} is not a directory")
             else:
                 return None
-        return "/".join(real)
+        return node
 
-    def _make_dirs(self, real: list[str], missing: list[str], entry: str) -> str:
-        """Make the missing directories (0755, as the original) below the existing `real`."""
-        names = [part for part in missing if part not in ("", ".")]
+    def _count(self, hops: int, steps: int, entry: str) -> tuple[int, int]:
+        if hops > _MAX_SYMLINKS:
+            raise ImageError(f"{self._name}: {entry}: too many levels of symbolic links")
+        if steps > _MAX_LINK_STEPS:
+            raise ImageError(
+                f"{self._name}: {entry}: its symbolic links lead through more than"
+                f" {_MAX_LINK_STEPS} path components"
+            )
+        return hops, steps
+
+    def _enter(self, parent: _Dir, name: str, info: os.stat_result) -> _Dir:
+        """The node of an existing directory; a non-root run opens it up (u+rwx) until finish."""
+        node = parent.children.get(name)
+        if node is not None:
+            return node
+        node = parent.child(name)
+        mode = stat.S_IMODE(info.st_mode)
+        if not self._as_root and mode & stat.S_IRWXU != stat.S_IRWXU:
+            os.chmod(self._prefix + node.rel(), mode | stat.S_IRWXU)
+            self._opened[node] = mode
+        return node
+
+    def _make_dirs(self, node: _Dir, missing: list[str | _Return], entry: str) -> _Dir:
+        """Make the missing directories (0755, as the original) below the existing `node`."""
+        names = [part for part in missing if isinstance(part, str)]
         if ".." in names:  # a symlink's target climbing out of a directory that is not there
             raise ImageError(f"{self._name}: {entry}: a symlink leads into a missing directory")
         for part in names:
-            real.append(part)
-            os.mkdir(self._prefix + "/".join(real), 0o755)
-        return "/".join(real)
+            os.mkdir(self._prefix + node.rel(part), 0o755)
+            node = node.child(part)
+        return node
 
     def _say(self, line: str) -> None:
         if self._debug is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from regwatch.download import (
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.image.manifests import Platform, wanted_platform
 from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
+from regwatch.image.removal import remove_tree
 from regwatch.net import RetryPolicy, Transport
 from regwatch.observe import Observation
 from regwatch.refs import Repository, parse_digest, parse_repository
@@ -148,7 +148,8 @@ class _GetPlan:
                 if not transient(exc) or time.monotonic() - started + delay > policy.budget:
                     raise
                 log.warning("transient error: %s; retrying in %.1fs", exc, delay)
-                self.clean()
+                if not self.clean():
+                    raise
                 sleep(delay)
                 attempt += 1
 
@@ -204,16 +205,28 @@ class _GetPlan:
         )
         return image
 
-    def clean(self) -> None:
-        """Remove what a failed attempt wrote, so the next one starts clean (quirk Q12)."""
-        for name in ("rootfs", "oci", "image.tar", "metadata.json", "labels.json"):
-            path = self.destination / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-        for leftover in self.destination.glob(".regwatch-layers-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+    def clean(self) -> bool:
+        """Remove what a failed attempt wrote, so the next one starts clean (quirk Q12).
+
+        It runs while that failure is on its way up, so a removal that fails too is only
+        logged: the failure reported stays the real one. False when something is left over,
+        and a retry would start on it.
+        """
+        leftovers = [
+            *(
+                self.destination / name
+                for name in ("rootfs", "oci", "image.tar", "metadata.json", "labels.json")
+            ),
+            *self.destination.glob(".regwatch-layers-*"),
+        ]
+        cleaned = True
+        for path in leftovers:
+            try:
+                remove_tree(str(path))
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc.strerror or exc)
+                cleaned = False
+        return cleaned
 
 
 def _metadata(

@@ -10,6 +10,7 @@ unpacking gives everything to the running user).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import stat
@@ -23,6 +24,7 @@ import pytest
 from regwatch.image.rootfs import apply_layer
 from tests import tarwriter as tw
 from tests.registries import require_tool
+from tests.unprivileged import run_unprivileged, workspace
 
 IS_ROOT = os.geteuid() == 0
 OLD = datetime(1991, 6, 3, 5, 30, 30, tzinfo=UTC).timestamp()
@@ -251,3 +253,63 @@ def test_ownership_matches_a_root_umoci_unpack(image: Umoci, tmp_path: Path) -> 
     assert owners(ours) == owners(reference)
     assert owners(ours)["owned"] == (1000, 1001)
     assert owners(ours)["home/alex"] == (1000, 1000)
+
+
+# -- read-only directories, chained symlinks, a deep tree (issue 8, #8 and #9) ------------------
+
+
+def hardened_layers() -> list[list[tw.Entry]]:
+    chain = [tw.directory("d"), tw.symlink("l0", "d")]
+    chain += [tw.symlink(f"l{i}", f"d/../d/../l{i - 1}") for i in range(1, 30)]
+    deep = "/".join(["deep"] * 60)
+    return [
+        [
+            *(tw.directory("ro", mode=0o555), tw.file("ro/old", "old\n")),
+            *(tw.directory("shut", mode=0o500), tw.directory("shut/sub", mode=0o500)),
+            tw.file("shut/sub/f", "f\n"),
+            tw.directory("keep", mode=0o555),
+            *chain,
+            tw.file(f"{deep}/leaf", "leaf\n"),
+        ],
+        [
+            *(tw.file("ro/new", "new\n"), tw.whiteout("ro/old"), tw.whiteout("shut/sub")),
+            *(tw.file("l29/through", "through\n"), tw.directory("l29/made", mode=0o555)),
+            tw.whiteout("deep/deep"),
+        ],
+        [tw.opaque("keep"), tw.file("keep/only", "only\n"), tw.file("ro/newer", "newer\n")],
+    ]
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory) -> Umoci:
+    tool = require_tool("umoci")
+    workdir = tmp_path_factory.mktemp("umoci-hardened")
+    built = Umoci(tool, workdir)
+    for entries in hardened_layers():
+        built.raw_layer(entries, workdir)
+    return built
+
+
+def test_read_only_directories_and_link_chains_match_umoci_as_a_non_root_user(
+    hardened: Umoci, tmp_path: Path
+) -> None:
+    reference = hardened.unpack(tmp_path / "reference", rootless=True)
+    with workspace() as base:
+        ours = base / "ours"
+
+        blobs = [blob.read_bytes() for blob in hardened.layer_blobs()]  # nobody may not read them
+
+        def unpack() -> None:
+            for number, blob in enumerate(blobs, start=1):
+                apply_layer(ours, io.BytesIO(blob), name=f"layer {number}")
+
+        assert run_unprivileged(unpack) is None
+        expected, got = describe(reference), describe(ours)
+        assert sorted(got) == sorted(expected)
+        assert got == expected
+    assert sorted(expected) == sorted(
+        ["d", "d/made", "d/through", "deep", "keep", "keep/only", "ro", "ro/new", "ro/newer"]
+        + [f"l{i}" for i in range(30)]
+        + ["shut"]
+    )
+    assert expected["ro"][1] == oct(0o555)

@@ -10,8 +10,8 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import stat
+import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -22,10 +22,13 @@ import pytest
 import zstandard
 
 from regwatch.errors import HostileEntry, ImageError
+from regwatch.image import rootfs
 from regwatch.image.compression import decompressed
+from regwatch.image.removal import remove_tree
 from regwatch.image.rootfs import apply_layer
 from tests import tarwriter as tw
 from tests.tarwriter import Entry
+from tests.unprivileged import run_unprivileged, workspace
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="ownership is only restored as root")
@@ -68,6 +71,9 @@ class Sandbox:
                 seen[str(path.relative_to(self.base))] = _describe(path)
         return seen
 
+    def reset_outside(self) -> None:
+        self._before = self.snapshot_outside()
+
     def assert_outside_untouched(self) -> None:
         assert self.snapshot_outside() == self._before
 
@@ -86,6 +92,7 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox(tmp_path)
     yield sandbox
     sandbox.assert_outside_untouched()
+    remove_tree(str(sandbox.root))  # pytest's own clean-up recurses: a deep tree breaks it
 
 
 def names(path: Path) -> set[str]:
@@ -436,7 +443,7 @@ def test_a_failed_whiteout_fails_the_layer(box: Sandbox, monkeypatch: pytest.Mon
     def refuse(path: str, *_: object, **__: object) -> None:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(shutil, "rmtree", refuse)
+    monkeypatch.setattr(rootfs, "remove_tree", refuse)
     with pytest.raises(ImageError, match=r"^layer 1: \.wh\.d: permission denied$"):
         box.apply([tw.whiteout("d"), tw.file("after")])
     assert not box.path("after").exists()
@@ -761,3 +768,371 @@ def test_a_symlink_loop_is_an_error(box: Sandbox) -> None:
 def test_a_file_where_a_directory_is_needed_is_an_error(box: Sandbox) -> None:
     with pytest.raises(ImageError, match=r"^layer 2: f/x: f is not a directory$"):
         box.apply([tw.file("f")], [tw.file("f/x")])
+
+
+# -- cost: what an entry may make the walk do (issue 8, #8) --------------------------------------
+
+
+class Lookups:
+    """Counts the lookups apply_layer makes (lstat, readlink): the work that grew per entry."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        for name in ("lstat", "readlink"):
+            monkeypatch.setattr(os, name, self._counted(getattr(os, name)))
+
+    def _counted(self, real: Callable[..., object]) -> Callable[..., object]:
+        def counted(*args: object, **kwargs: object) -> object:
+            self.count += 1
+            return real(*args, **kwargs)
+
+        return counted
+
+
+def _chain(links: int, hop: Callable[[int], str]) -> list[Entry]:
+    """`d`, `l0 -> d`, then `l<i>` whose target `hop(i)` leads to `l<i-1>`."""
+    return [
+        tw.directory("d"),
+        tw.symlink("l0", "d"),
+        *(tw.symlink(f"l{i}", hop(i)) for i in range(1, links)),
+    ]
+
+
+DEEP = "/".join(["deep"] * 200)
+
+# name: (entries making the links, the path through them, the directory it leads to)
+CHAINS: dict[str, tuple[list[Entry], str, str]] = {
+    "relative links through a directory and back": (
+        _chain(40, lambda i: f"d/../d/../l{i - 1}"),
+        "l39",
+        "d",
+    ),
+    "absolute links": (_chain(40, lambda i: f"/d/../l{i - 1}"), "l39", "d"),
+    "links in directories of their own": (
+        [
+            *(tw.directory("d"), tw.directory("p0"), tw.symlink("p0/l", "../d")),
+            *(
+                entry
+                for i in range(1, 39)
+                for entry in (tw.directory(f"p{i}"), tw.symlink(f"p{i}/l", f"../p{i - 1}/l"))
+            ),
+        ],
+        "p38/l",
+        "d",
+    ),
+    "a link to a deep directory": ([tw.directory(DEEP), tw.symlink("l", DEEP)], "l", DEEP),
+}
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=list(CHAINS))
+def test_entries_through_chained_symlinks_cost_their_own_components(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch, chain: str
+) -> None:
+    """Issue 8: each entry re-resolved every link; now a layer costs its entries, once each."""
+    links, through, lands = CHAINS[chain]
+    entries = 2_000
+    lookups = Lookups(monkeypatch)
+    box.apply(
+        [
+            *links,
+            *(tw.whiteout(f"{through}/gone{n}") for n in range(entries)),
+            tw.file(f"{through}/kept", "kept\n"),
+            tw.directory(f"{through}/sub"),
+            tw.file(f"{through}/sub/file", "sub\n"),
+        ]
+    )
+    assert lookups.count < 2 * entries + 1_000  # was 40 and more per entry
+    assert box.path(f"{lands}/kept").read_text() == "kept\n"
+    assert box.path(f"{lands}/sub/file").read_text() == "sub\n"
+
+
+def test_a_layer_of_chained_symlinks_unpacks_in_time_proportional_to_its_entries(
+    box: Sandbox,
+) -> None:
+    """The reported layer's shape: 16,000 entries through 40 links (13 s of CPU before)."""
+    links, through, _ = CHAINS["relative links through a directory and back"]
+    started = time.process_time()
+    box.apply([*links, *(tw.whiteout(f"{through}/g{n}") for n in range(16_000))])
+    assert time.process_time() - started < 10  # ~1 s now
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        pytest.param(
+            [*_chain(40, lambda i: "d/../" * 19 + f"l{i - 1}"), tw.file("l39/x")],
+            "layer 1: l39/x: its symbolic links lead through more than 255 path components",
+            id="the reported layer: 40 links of 39 components",
+        ),
+        pytest.param(
+            [tw.directory("d"), tw.symlink("l", "d/../" * 200 + "d"), tw.file("l/x")],
+            "layer 1: l/x: its symbolic links lead through more than 255 path components",
+            id="one long link",
+        ),
+        pytest.param(
+            [
+                tw.symlink("l0", "."),
+                *(tw.symlink(f"l{i}", f"l{i - 1}/l{i - 1}") for i in range(1, 12)),
+                tw.file("l11/x"),
+            ],
+            "layer 1: l11/x: too many levels of symbolic links",
+            id="links that double at each level",
+        ),
+        pytest.param(
+            [
+                tw.directory("d"),
+                *(tw.symlink(f"l{i}", f"l{i + 1}") for i in range(41)),
+                tw.symlink("l41", "d"),
+                tw.whiteout("l0/x"),
+            ],
+            "layer 1: l0/.wh.x: too many levels of symbolic links",
+            id="41 links in a row, for a whiteout",
+        ),
+    ],
+)
+def test_symlinks_that_cost_too_much_fail_the_entry_in_one_line(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch, entries: list[Entry], message: str
+) -> None:
+    lookups = Lookups(monkeypatch)
+    with pytest.raises(ImageError) as raised:
+        box.apply(entries)
+    assert str(raised.value) == message
+    assert not isinstance(raised.value, HostileEntry)
+    assert lookups.count < 500
+
+
+def test_the_limit_counts_cached_links_as_fresh_ones(box: Sandbox) -> None:
+    """A link followed once is remembered; a later entry through it pays its cost again."""
+    entries = [tw.directory("d"), tw.symlink("l", "d/../" * 60 + "d"), tw.file("l/x")]
+    box.apply([*entries, tw.symlink("m", "l/" + "../l/" * 40), tw.file("l/y")])
+    with pytest.raises(ImageError, match="more than 255 path components"):
+        box.apply([tw.file("m/z")])
+    assert names(box.path("d")) == {"x", "y"}
+
+
+# What the walk remembers must follow what the layer changes: each case first sends an entry
+# through a path (so it is remembered), then changes a component, then goes through again.
+CHANGED: dict[str, tuple[Layers, dict[str, str], set[str]]] = {
+    "a symlink replaced by another": (
+        [
+            [tw.directory("a"), tw.directory("b"), tw.symlink("l", "a"), tw.file("l/x", "1")],
+            [tw.symlink("l", "b"), tw.file("l/y", "2")],
+        ],
+        {"a/x": "1", "b/y": "2"},
+        {"a/y", "b/x"},
+    ),
+    "a symlink replaced by another, same layer": (
+        [
+            [
+                *(tw.directory("a"), tw.directory("b"), tw.symlink("l", "a"), tw.file("l/x", "1")),
+                *(tw.symlink("l", "b"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"a/x": "1", "b/y": "2"},
+        {"a/y"},
+    ),
+    "a symlink replaced by a directory": (
+        [
+            [tw.directory("a"), tw.symlink("l", "a"), tw.file("l/x", "1")],
+            [tw.directory("l"), tw.file("l/y", "2")],
+        ],
+        {"a/x": "1", "l/y": "2"},
+        {"a/y", "l/x"},
+    ),
+    "a directory on the way whited out": (
+        [
+            [
+                *(tw.directory("d/t"), tw.symlink("l", "d/t"), tw.file("l/x", "1")),
+                *(tw.whiteout("d"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"d/t/y": "2"},
+        {"d/t/x"},
+    ),
+    "a directory on the way replaced by a symlink": (
+        [
+            [
+                *(tw.directory("d/t"), tw.directory("e/t"), tw.symlink("l", "d/t")),
+                *(tw.file("l/x", "1"), tw.symlink("d", "e"), tw.file("l/y", "2")),
+            ]
+        ],
+        {"e/t/y": "2"},
+        {"e/t/x"},
+    ),
+    "an opaque whiteout under the link": (
+        [
+            [tw.directory("p/t"), tw.symlink("p/l", "t"), tw.file("p/l/x", "1")],
+            [
+                *(tw.opaque("p"), tw.directory("p/u"), tw.file("p/l/x", "lost")),
+                *(tw.symlink("p/l", "u"), tw.file("p/l/y", "2")),
+            ],
+        ],
+        {"p/u/y": "2"},
+        {"p/t", "p/u/x"},
+    ),
+    "a hard link after its target's directory moved": (
+        [
+            [
+                *(tw.directory("a"), tw.directory("b"), tw.symlink("l", "a")),
+                *(tw.file("l/f", "a"), tw.file("b/f", "b"), tw.hardlink("h1", "l/f")),
+                *(tw.symlink("l", "b"), tw.hardlink("h2", "l/f")),
+            ]
+        ],
+        {"h1": "a", "h2": "b"},
+        set(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CHANGED, ids=list(CHANGED))
+def test_what_the_walk_remembers_follows_the_layer(box: Sandbox, case: str) -> None:
+    layers, present, absent = CHANGED[case]
+    box.apply(*layers)
+    for rel, text in present.items():
+        assert box.path(rel).read_text() == text, rel
+    for rel in absent:
+        assert not box.path(rel).exists(), rel
+
+
+def test_a_remembered_directory_replaced_by_a_file_is_not_a_directory(box: Sandbox) -> None:
+    with pytest.raises(ImageError, match=r"^layer 1: d/y: d is not a directory$"):
+        box.apply([tw.directory("d"), tw.file("d/x"), tw.file("d"), tw.file("d/y")])
+
+
+def test_a_remembered_link_replaced_to_climb_out_is_hostile(box: Sandbox) -> None:
+    with pytest.raises(HostileEntry):
+        box.apply(
+            [
+                *(tw.directory("d"), tw.symlink("l", "d"), tw.file("l/x")),
+                *(tw.symlink("d", "../.."), tw.file("l/outside/sentinel", "pwned")),
+            ]
+        )
+
+
+# -- deep trees and read-only directories (issue 8, #9) -----------------------------------------
+
+DEPTH = 1_200
+TREE = "/".join(["d"] * DEPTH)
+
+
+def _deep_tree(*, mode: int = 0o755) -> list[Entry]:
+    """A valid tree 1,200 directories deep, each level an entry of its own, a file at the bottom."""
+    levels = [tw.directory("/".join(["d"] * n), mode=mode) for n in range(1, DEPTH + 1)]
+    return [*levels, tw.file(f"{TREE}/leaf", "bottom\n")]
+
+
+def test_a_deep_tree_unpacks(box: Sandbox) -> None:
+    box.apply(_deep_tree(mode=0o555), [tw.file(f"{TREE}/later", "later\n")])
+    assert box.path(f"{TREE}/leaf").read_text() == "bottom\n"
+    assert box.path(f"{TREE}/later").read_text() == "later\n"
+    assert stat.S_IMODE(box.path(TREE).stat().st_mode) == 0o555
+
+
+@pytest.mark.parametrize(
+    ("later", "left"),
+    [
+        ([tw.whiteout("d")], set()),
+        ([tw.opaque("")], set()),
+        ([tw.symlink("d", "elsewhere")], {"d"}),
+    ],
+    ids=["whiteout", "opaque whiteout", "replaced by a symlink"],
+)
+def test_a_deep_tree_removed_by_a_later_layer_goes_whole(
+    box: Sandbox, later: list[Entry], left: set[str]
+) -> None:
+    """Issue 8: a RecursionError here left a partial rootfs."""
+    box.apply([tw.file(f"{TREE}/leaf")], later)
+    assert names(box.root) == left
+    assert not box.path(TREE).exists()
+
+
+# A non-root run: modes hold, so directories an earlier layer left read-only must be opened up
+# for a later layer to write into them, and given their mode back afterwards.
+
+
+@pytest.fixture
+def unprivileged_box() -> Iterator[Sandbox]:
+    """A sandbox whose root and outside belong to the user `run_unprivileged` runs as."""
+    with workspace() as base:
+        sandbox = Sandbox(base)
+        owner = base.stat()
+        for path in (sandbox.root, sandbox.outside, sandbox.outside / "sentinel"):
+            os.chown(path, owner.st_uid, owner.st_gid)
+        sandbox.reset_outside()
+        yield sandbox
+        sandbox.assert_outside_untouched()
+
+
+READ_ONLY: dict[str, tuple[Layers, dict[str, str], dict[str, int]]] = {
+    "a later layer writes into a 0555 directory": (
+        [
+            [tw.directory("ro", mode=0o555), tw.file("ro/old", "old\n")],
+            [tw.file("ro/new", "new\n"), tw.whiteout("ro/old")],
+        ],
+        {"ro/new": "new\n"},
+        {"ro": 0o555},
+    ),
+    "a later layer makes directories inside a 0500 directory": (
+        [
+            [tw.directory("ro", mode=0o500), tw.directory("ro/sub", mode=0o500)],
+            [tw.file("ro/sub/a/b/c", "deep\n")],
+        ],
+        {"ro/sub/a/b/c": "deep\n"},
+        {"ro": 0o500, "ro/sub": 0o500, "ro/sub/a": 0o755},
+    ),
+    "a later layer removes a read-only tree": (
+        [
+            [
+                *(tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500)),
+                *(tw.file("ro/in/f"), tw.directory("ro/in/closed", mode=0o000)),
+                tw.directory("keep", mode=0o555),
+            ],
+            [tw.whiteout("ro"), tw.file("after", "after\n")],
+        ],
+        {"after": "after\n"},
+        {"keep": 0o555},
+    ),
+    "a later layer replaces a read-only tree with a file": (
+        [
+            [tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500), tw.file("ro/in/f")],
+            [tw.file("ro", "file\n")],
+        ],
+        {"ro": "file\n"},
+        {},
+    ),
+    "an opaque whiteout empties a read-only directory": (
+        [
+            [tw.directory("ro", mode=0o555), tw.directory("ro/in", mode=0o500), tw.file("ro/in/f")],
+            [tw.opaque("ro"), tw.file("ro/new", "new\n")],
+        ],
+        {"ro/new": "new\n"},
+        {"ro": 0o555},
+    ),
+    "a hard link to a file in a closed directory": (
+        [
+            [tw.directory("shut", mode=0o000), tw.file("shut/f", "f\n")],
+            [tw.hardlink("h", "shut/f")],
+        ],
+        {"h": "f\n"},
+        {"shut": 0o000},
+    ),
+    "a deep read-only tree whited out": (
+        [_deep_tree(mode=0o555), [tw.whiteout("d")]],
+        {},
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", READ_ONLY, ids=list(READ_ONLY))
+def test_read_only_directories_of_earlier_layers_as_a_non_root_user(
+    unprivileged_box: Sandbox, case: str
+) -> None:
+    """Issue 8: PermissionError; root ignores modes, so this runs as an ordinary user."""
+    layers, present, modes = READ_ONLY[case]
+    box = unprivileged_box
+    assert run_unprivileged(lambda: box.apply(*layers)) is None
+    for rel, text in present.items():
+        assert box.path(rel).read_text() == text, rel
+    for rel, mode in modes.items():
+        assert stat.S_IMODE(box.path(rel).lstat().st_mode) == mode, rel
