@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from regwatch.image.manifests import Platform, wanted_platform
 from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.net import RetryPolicy, Transport
 from regwatch.observe import Observation
+from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest, parse_repository
 from regwatch.registry.client import Manifest
 from regwatch.service.wiring import (
@@ -228,24 +228,19 @@ def _metadata(
     image = fetched.image or fetched.source.platform_image(fetched.top, platform)
     if label_pattern:
         found += [
-            Metadata(k, v) for k, v in sorted(image.labels.items()) if label_pattern.search(k)
+            Metadata(k, v) for k, v in sorted(image.labels.items()) if label_pattern.found_in(k)
         ]
     if annotation_pattern:
         found += [
             Metadata(k, v)
             for k, v in sorted(image.annotations.items())
-            if annotation_pattern.search(k)
+            if annotation_pattern.found_in(k)
         ]
     return found
 
 
-def _compile(pattern: str | None, field_name: str) -> re.Pattern[str] | None:
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"invalid {field_name}: {exc}") from None
+def _compile(pattern: str | None, field_name: str) -> Pattern | None:
+    return compile_pattern(pattern, field_name) if pattern else None
 
 
 def _image_metadata(image: PlatformImage) -> str:
