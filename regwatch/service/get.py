@@ -34,11 +34,9 @@ from regwatch.service.wiring import (
     access_of,
     connect,
     image_facts,
-    load_state,
     mirror_of,
-    open_store,
     prefixed,
-    record,
+    record_aside,
     refuse_unsupported,
     transient,
     utc_now,
@@ -274,6 +272,4 @@ def _record_inspection(source: Source, origin: Repository, fetched: _Fetched, no
     """With a persistent store, remember what the image is (once per digest)."""
     facts = image_facts(fetched.top, fetched.image)
     observation = Observation(stream=origin.name, taken_at=now(), inspected=(facts,))
-    with open_store(source) as store:
-        state, version = load_state(store, origin.name)
-        record(store, origin.name, state, version, observation)
+    record_aside(source, origin.name, observation)
