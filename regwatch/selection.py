@@ -7,12 +7,11 @@ answer), so the two can never disagree about a tag.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from regwatch.config import Source, Version
-from regwatch.errors import ConfigError
+from regwatch.patterns import Pattern, compile_pattern
 from regwatch.versioning import (
     Version as SemVersion,
 )
@@ -94,11 +93,9 @@ def cursor_first(tags: Sequence[str], cursor: Version | None) -> list[str]:
 def regex_matches(tags: Sequence[str], source: Source) -> list[str]:
     """Tags the (unanchored) `tag_regex` finds anywhere in, in listing order (§3.4)."""
     pattern = compile_regex(source.tag_regex or "")
-    return [tag for tag in tags if pattern.search(tag)]
+    return [tag for tag in tags if pattern.found_in(tag)]
 
 
-def compile_regex(text: str) -> re.Pattern[str]:
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise ConfigError(f"invalid regex pattern: {exc}") from None
+def compile_regex(text: str) -> Pattern:
+    """`tag_regex` as Go's regexp reads it; a pattern Go refuses is a `ConfigError`."""
+    return compile_pattern(text, "tag_regex")

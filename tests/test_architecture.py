@@ -20,6 +20,7 @@ VOCABULARY = (
     "regwatch.versioning",
     "regwatch.config",
     "regwatch.selection",
+    "regwatch.patterns",
 )
 IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.documents", "regwatch.image.manifests")
 EVENTS = ("regwatch.events",)
@@ -33,6 +34,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.versioning", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.selection", VOCABULARY, frozenset()),
+    ("regwatch.patterns", ("regwatch.errors",), frozenset({"re2"})),
     ("regwatch.net", ("regwatch.errors", "regwatch.config"), frozenset({"requests", "urllib3"})),
     ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
     (

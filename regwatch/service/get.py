@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.image.removal import remove_tree
 from regwatch.net import RetryPolicy, Transport
 from regwatch.observe import Observation
+from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest, parse_repository
 from regwatch.registry.client import Manifest
 from regwatch.service.wiring import (
@@ -34,11 +34,9 @@ from regwatch.service.wiring import (
     access_of,
     connect,
     image_facts,
-    load_state,
     mirror_of,
-    open_store,
     prefixed,
-    record,
+    record_aside,
     refuse_unsupported,
     transient,
     utc_now,
@@ -85,7 +83,8 @@ def get(
             fetched = plan.download(mirror_repo, mirror_access, sleep)
         except RegwatchError as exc:
             log.warning("download from mirror %s failed: %s", mirror_repo, exc)
-            plan.clean()
+            if not plan.clean():
+                raise prefixed(exc, "download failed") from exc
     if fetched is None:
         try:
             fetched = plan.download(origin, access_of(source), sleep)
@@ -241,24 +240,19 @@ def _metadata(
     image = fetched.image or fetched.source.platform_image(fetched.top, platform)
     if label_pattern:
         found += [
-            Metadata(k, v) for k, v in sorted(image.labels.items()) if label_pattern.search(k)
+            Metadata(k, v) for k, v in sorted(image.labels.items()) if label_pattern.found_in(k)
         ]
     if annotation_pattern:
         found += [
             Metadata(k, v)
             for k, v in sorted(image.annotations.items())
-            if annotation_pattern.search(k)
+            if annotation_pattern.found_in(k)
         ]
     return found
 
 
-def _compile(pattern: str | None, field_name: str) -> re.Pattern[str] | None:
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(f"invalid {field_name}: {exc}") from None
+def _compile(pattern: str | None, field_name: str) -> Pattern | None:
+    return compile_pattern(pattern, field_name) if pattern else None
 
 
 def _image_metadata(image: PlatformImage) -> str:
@@ -292,6 +286,4 @@ def _record_inspection(source: Source, origin: Repository, fetched: _Fetched, no
     """With a persistent store, remember what the image is (once per digest)."""
     facts = image_facts(fetched.top, fetched.image)
     observation = Observation(stream=origin.name, taken_at=now(), inspected=(facts,))
-    with open_store(source) as store:
-        state, version = load_state(store, origin.name)
-        record(store, origin.name, state, version, observation)
+    record_aside(source, origin.name, observation)

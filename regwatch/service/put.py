@@ -14,7 +14,7 @@ from pathlib import Path
 
 from regwatch.config import PutParams, Source, Version
 from regwatch.download import Layer, NoProgress, Progress
-from regwatch.errors import ConfigError, RegwatchError
+from regwatch.errors import ConfigError, RegwatchError, StoreError
 from regwatch.events import ImagePushed
 from regwatch.image.loading import BlobSource, LoadedImage, load_image
 from regwatch.net import Readable, RetryPolicy, Transport
@@ -28,10 +28,9 @@ from regwatch.service.wiring import (
     Metadata,
     access_of,
     connect,
-    load_state,
     open_store,
     prefixed,
-    record,
+    record_aside,
     refuse_unsupported,
     transient,
     utc_now,
@@ -138,9 +137,7 @@ def _observe_listing(source: Source, repository: Repository, now: Clock) -> list
     client = connect(repository.registry, access_of(source))
     listed = tuple(client.list_tags(repository, new_ok=True))
     observation = Observation(stream=repository.name, taken_at=now(), listed=listed)
-    with open_store(source) as store:
-        state, version = load_state(store, repository.name)
-        record(store, repository.name, state, version, observation)
+    record_aside(source, repository.name, observation)
     return list(listed)
 
 
@@ -258,19 +255,27 @@ def _mounted(
 def _blob_homes(
     source: Source, repository: Repository, loaded: LoadedImage
 ) -> dict[str, Repository]:
-    """Other repositories of this registry that the log says hold our blobs."""
+    """Other repositories of this registry that the log says hold our blobs.
+
+    Only a shortcut (a mount instead of an upload): a store that fails costs a warning.
+    """
     wanted = {blob.digest for blob in loaded.blobs}
     prefix = f"{repository.registry}/"
     homes: dict[str, Repository] = {}
-    with open_store(source) as store:
-        for stored in store.read_all():
-            if not stored.stream.startswith(prefix) or stored.stream == repository.name:
-                continue
-            if stored.kind not in ("ImageInspected", "ImagePushed"):
-                continue
-            for digest in stored.payload.get("blobs") or ():
-                if digest in wanted:
-                    homes[digest] = Repository(repository.registry, stored.stream[len(prefix) :])
+    try:
+        with open_store(source) as store:
+            logged = store.read_all()
+    except StoreError as exc:
+        log.warning("reading where blobs live from the store failed; uploading them: %s", exc)
+        return {}
+    for stored in logged:
+        if not stored.stream.startswith(prefix) or stored.stream == repository.name:
+            continue
+        if stored.kind not in ("ImageInspected", "ImagePushed"):
+            continue
+        for digest in stored.payload.get("blobs") or ():
+            if digest in wanted:
+                homes[digest] = Repository(repository.registry, stored.stream[len(prefix) :])
     return homes
 
 
@@ -333,13 +338,6 @@ def _record_push(
     observation = Observation(
         stream=repository.name, taken_at=now(), resolved=dict.fromkeys(unique, digest)
     )
-    with open_store(source) as store:
-        state, version = load_state(store, repository.name)
-        record(
-            store,
-            repository.name,
-            state,
-            version,
-            observation,
-            extra=[ImagePushed(digest=digest, tags=unique, blobs=blobs)],
-        )
+    record_aside(
+        source, repository.name, observation, [ImagePushed(digest=digest, tags=unique, blobs=blobs)]
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from regwatch.config import Source
 from regwatch.decide import RepoState, decide, fold
@@ -18,6 +21,7 @@ from regwatch.errors import (
     RateLimited,
     RegistryError,
     RegwatchError,
+    StoreError,
 )
 from regwatch.events import SCHEMA_VERSION, Event, from_payload, to_payload
 from regwatch.image.documents import Index
@@ -31,6 +35,8 @@ from regwatch.registry.client import Manifest, RegistryClient
 if TYPE_CHECKING:
     from regwatch.store.eventstore import EventStore, NewEvent
 
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -75,9 +81,17 @@ def open_store(source: Source) -> EventStore:
 
 
 def load_state(store: EventStore, stream: str) -> tuple[RepoState, int]:
+    """The stream's folded state and the version it was folded at (0 for a new stream)."""
     stored = store.load(stream)
     events = (from_payload(e.kind, e.schema_version, e.payload) for e in stored)
     return fold(events), (stored[-1].version if stored else 0)
+
+
+RECORD_ATTEMPTS: Final = 12
+"""Appends one `record` tries before it gives up on a stream that other writers keep winning."""
+
+_RECORD_BACKOFF: Final = (0.01, 0.25)
+"""Seconds before a retry: the first delay, and the cap it doubles towards (then jittered)."""
 
 
 def record(
@@ -87,21 +101,47 @@ def record(
     version: int,
     observation: Observation,
     extra: Sequence[Event] = (),
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RepoState:
-    """Append what the observation changed (plus `extra`); on a conflict, reload and redo once."""
+    """Append what the observation changes in `state` (plus `extra`); the state after it.
 
-    def append(state: RepoState, version: int) -> list[Event]:
+    Parallel steps share a store, so another writer may append between our read and our
+    append. The loser re-reads the stream and decides again on what is there now, so a fact
+    another step recorded is not recorded twice; after `RECORD_ATTEMPTS` lost races it raises
+    `Conflict`.
+    """
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
         events = decide(state, observation)
         new = [new_event(e, observation.taken_at) for e in (*events, *extra)]
-        store.append(stream, version, new)
-        return events
+        try:
+            store.append(stream, version, new)
+        except Conflict:
+            if attempt == RECORD_ATTEMPTS:
+                break
+            first, cap = _RECORD_BACKOFF
+            sleep(min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))  # noqa: S311
+            state, version = load_state(store, stream)
+            continue
+        return fold(events, state)
+    raise Conflict(
+        f"record to stream {stream}: other writers appended first {RECORD_ATTEMPTS} times"
+        " in a row; gave up"
+    )
 
+
+def record_aside(
+    source: Source, stream: str, observation: Observation, extra: Sequence[Event] = ()
+) -> None:
+    """Record what `in` or `out` saw. The log is their audit trail, not their work: a store
+    that fails costs a warning, never the download or push the step is for.
+    """
     try:
-        events = append(state, version)
-    except Conflict:
-        state, version = load_state(store, stream)
-        events = append(state, version)
-    return fold(events, state)
+        with open_store(source) as store:
+            state, version = load_state(store, stream)
+            record(store, stream, state, version, observation, extra)
+    except StoreError as exc:
+        log.warning("recording %s in the store failed; carrying on without it: %s", stream, exc)
 
 
 def new_event(event: Event, observed_at: datetime) -> NewEvent:

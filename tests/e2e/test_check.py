@@ -146,7 +146,7 @@ def test_bad_requests(request_text: str, fragment: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
-        ({"tag_regex": "("}, "invalid regex pattern"),
+        ({"tag_regex": "("}, "invalid regex pattern: tag_regex"),
         ({"semver_constraint": ">>1.0"}, "improper constraint"),
     ],
 )

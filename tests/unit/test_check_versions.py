@@ -280,7 +280,7 @@ def test_regex_created_at_inspects_each_digest_once() -> None:
 def test_bad_regex_fails_before_listing() -> None:
     registry = MemoryRegistry({"a": A})
     registry.list_tags = lambda: pytest.fail("listed tags despite a bad regex")  # type: ignore[method-assign]
-    with pytest.raises(ConfigError, match="invalid regex pattern"):
+    with pytest.raises(ConfigError, match="invalid regex pattern: tag_regex"):
         run(registry, {"tag_regex": "("})
 
 
