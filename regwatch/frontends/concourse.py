@@ -1,7 +1,8 @@
 """Concourse's check/in/out protocol: JSON request on stdin, one JSON document on stdout.
 
 stdout is the protocol and stderr the log: anything else that prints while a command runs is
-redirected to stderr, so a stray print can never corrupt the answer.
+redirected to stderr, so a stray print can never corrupt the answer. Every failure, an
+interrupt (exit 130) included, ends in one `error:` line.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from regwatch import service
 from regwatch.config import Version, parse_check_request, parse_in_request, parse_out_request
-from regwatch.errors import RegwatchError
+from regwatch.errors import ConfigError, RegwatchError
+from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
 from regwatch.frontends.progress import progress_for
 
 log = logging.getLogger("regwatch")
+
+REQUEST_LIMIT: Final = 16 << 20
+"""Characters a request on stdin may hold; inline CA certificates and keys fit many times over."""
 
 
 def check_main(
@@ -81,7 +86,7 @@ def _with_directory(
     args = list(sys.argv if argv is None else argv)
     err = stderr or sys.stderr
     if len(args) < 2:
-        print("error: destination path not specified", file=err)
+        write_line(err, "error: destination path not specified")
         return 1
     directory = Path(args[1])
     return _run(
@@ -107,24 +112,34 @@ def _run(command: Callable[[str], Any], stdin: TextIO, stdout: TextIO, stderr: T
     _configure_logging(debug=False, stream=stderr)
     try:
         with contextlib.redirect_stdout(stderr):
-            answer = command(stdin.read())
+            answer = command(_request(stdin))
     except RegwatchError as exc:
-        print(f"error: {exc}", file=stderr)
+        write_line(stderr, f"error: {exc}")
         return 1
+    except KeyboardInterrupt:
+        write_line(stderr, "error: interrupted")
+        return 130
     except Exception as exc:  # the one place an unexpected failure becomes a line
         log.debug("internal error", exc_info=True)
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=stderr)
+        write_line(stderr, f"error: internal error: {type(exc).__name__}: {exc}")
         return 1
-    stdout.write(json.dumps(answer) + "\n")
-    stdout.flush()
-    return 0
+    return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
+
+
+def _request(stdin: TextIO) -> str:
+    """The JSON request; bounded, so an endless stdin (`< /dev/zero`) fails instead of growing."""
+    text = stdin.read(REQUEST_LIMIT + 1)
+    if len(text) > REQUEST_LIMIT:
+        raise ConfigError(f"invalid payload: larger than {REQUEST_LIMIT >> 20} MiB")
+    return text
 
 
 def _configure_logging(*, debug: bool, stream: TextIO | None = None) -> None:
     logger = logging.getLogger("regwatch")
     if stream is not None:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(levelname)s: %(message)s"))
         logger.handlers[:] = [handler]
         logger.propagate = False
+        log_warnings(logger)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
