@@ -18,6 +18,7 @@ from typing import Any, Final, TextIO
 from regwatch import service
 from regwatch.config import Version, parse_check_request, parse_in_request, parse_out_request
 from regwatch.errors import ConfigError, RegwatchError
+from regwatch.frontends.interrupt import Interruption, new_entries_remover
 from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
 from regwatch.frontends.progress import progress_for
 
@@ -54,7 +55,7 @@ def in_main(
         )
         return _answer(parsed.version, metadata)
 
-    return _with_directory(get, argv, stdin, stdout, stderr)
+    return _with_directory(get, argv, stdin, stdout, stderr, writes=True)
 
 
 def out_main(
@@ -72,7 +73,7 @@ def out_main(
         pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
         return _answer(pushed.version, pushed.metadata)
 
-    return _with_directory(put, argv, stdin, stdout, stderr)
+    return _with_directory(put, argv, stdin, stdout, stderr, writes=False)
 
 
 def _with_directory(
@@ -81,8 +82,13 @@ def _with_directory(
     stdin: TextIO | None,
     stdout: TextIO | None,
     stderr: TextIO | None,
+    *,
+    writes: bool,
 ) -> int:
-    """`in` and `out` take their directory as argv[1]; the Go resource's message when absent."""
+    """`in` and `out` take their directory as argv[1]; the Go resource's message when absent.
+
+    When the step `writes` to it (`in`), an interrupt removes what the step added.
+    """
     args = list(sys.argv if argv is None else argv)
     err = stderr or sys.stderr
     if len(args) < 2:
@@ -90,7 +96,11 @@ def _with_directory(
         return 1
     directory = Path(args[1])
     return _run(
-        lambda request: step(request, directory, err), stdin or sys.stdin, stdout or sys.stdout, err
+        lambda request: step(request, directory, err),
+        stdin or sys.stdin,
+        stdout or sys.stdout,
+        err,
+        undo=new_entries_remover(directory) if writes else lambda: None,
     )
 
 
@@ -108,22 +118,29 @@ def _check(request: str) -> Any:
     return [v.model_dump() for v in versions]
 
 
-def _run(command: Callable[[str], Any], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def _run(
+    command: Callable[[str], Any],
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO,
+    undo: Callable[[], None] = lambda: None,
+) -> int:
     _configure_logging(debug=False, stream=stderr)
-    try:
-        with contextlib.redirect_stdout(stderr):
-            answer = command(_request(stdin))
-    except RegwatchError as exc:
-        write_line(stderr, f"error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        write_line(stderr, "error: interrupted")
-        return 130
-    except Exception as exc:  # the one place an unexpected failure becomes a line
-        log.debug("internal error", exc_info=True)
-        write_line(stderr, f"error: internal error: {type(exc).__name__}: {exc}")
-        return 1
-    return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
+    interruption = Interruption(stderr, undo)
+    with interruption.handling():
+        try:
+            with contextlib.redirect_stdout(stderr):
+                answer = command(_request(stdin))
+        except RegwatchError as exc:
+            write_line(stderr, f"error: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            return interruption.report()
+        except Exception as exc:  # the one place an unexpected failure becomes a line
+            log.debug("internal error", exc_info=True)
+            write_line(stderr, f"error: internal error: {type(exc).__name__}: {exc}")
+            return 1
+        return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
 
 
 def _request(stdin: TextIO) -> str:
