@@ -296,3 +296,15 @@ def test_ctrl_c_in_in_removes_what_it_wrote(tmp_path: Path, fmt: str) -> None:
         )
     assert_interrupted(status, stderr, took)
     assert sorted(p.name for p in destination.iterdir()) == ["kept"]
+
+
+@pytest.mark.parametrize("what", ["check", "in", "out"])
+def test_an_endless_request_on_stdin_is_refused(tmp_path: Path, what: str) -> None:
+    args = command(what, *([] if what == "check" else [str(tmp_path)]))
+    with open("/dev/zero") as endless:
+        done = subprocess.run(
+            args, stdin=endless, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == ["error: invalid payload: larger than 16 MiB"]
