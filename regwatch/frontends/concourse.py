@@ -131,6 +131,7 @@ def _run(
         try:
             with contextlib.redirect_stdout(stderr):
                 answer = command(_request(stdin))
+            return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
         except RegwatchError as exc:
             write_line(stderr, f"error: {exc}")
             return 1
@@ -140,7 +141,6 @@ def _run(
             log.debug("internal error", exc_info=True)
             write_line(stderr, f"error: internal error: {type(exc).__name__}: {exc}")
             return 1
-        return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
 
 
 def _request(stdin: TextIO) -> str:

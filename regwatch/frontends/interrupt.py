@@ -35,7 +35,7 @@ class Interruption:
     def __init__(self, stderr: TextIO, undo: Callable[[], None]) -> None:
         self._stderr = stderr
         self._undo = undo
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a second SIGINT may arrive inside report()
         self._reported = False
         self._interrupted = False
 
@@ -83,8 +83,13 @@ def _on_main_thread() -> bool:
 
 def new_entries_remover(directory: Path) -> Callable[[], None]:
     """An `undo` that removes what appears in `directory` from now on (all of it if new)."""
-    existed = directory.is_dir()
-    before = set(os.listdir(directory)) if existed else set()
+    existed = directory.exists() or directory.is_symlink()
+    if existed and not directory.is_dir():
+        return lambda: None  # the step fails on it without writing anything
+    try:
+        before = set(os.listdir(directory)) if existed else set()
+    except OSError:
+        return lambda: None  # unreadable: the step fails on it too
 
     def undo() -> None:
         if not existed:
