@@ -8,12 +8,18 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, TextIO
+from typing import Final, NoReturn, TextIO
 
 from regwatch import __version__, service
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.frontends import concourse
-from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
+from regwatch.frontends.output import (
+    OneLineFormatter,
+    deliver,
+    escaped,
+    log_warnings,
+    write_line,
+)
 
 log = logging.getLogger("regwatch")
 
@@ -90,15 +96,23 @@ def _read_ca(path: str) -> str:
         raise ConfigError(f"cannot read CA certificate {path}: {reason}") from exc
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error quotes the bad argument escaped, on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, escaped(f"{self.prog}: error: {message}") + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regwatch", description="Watch container registries and record what they say."
     )
     parser.add_argument("--version", action="version", version=f"regwatch {__version__}")
     parser.add_argument("--debug", action="store_true", help="log every request step to stderr")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    registry_options = argparse.ArgumentParser(add_help=False)
+    registry_options = _Parser(add_help=False)
     registry_options.add_argument(
         "--username", help="registry user name (default: $REGWATCH_USERNAME)"
     )
@@ -117,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow plain HTTP to this registry (TLS certificates are still verified)",
     )
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     tags = commands.add_parser(

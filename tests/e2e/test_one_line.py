@@ -118,3 +118,13 @@ def seed(server: RegistryServer) -> str:
     repository = Repository(server.host, f"one-line/{uuid.uuid4().hex[:10]}")
     images.push(client_for(server), repository, "t", images.image(repository.name))
     return str(repository)
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_usage_error(value: str) -> None:
+    run = regwatch("tags", "repo", value.replace("\x00", "\x01"))
+    assert run.code == 2
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2, run.stderr
+    assert lines[0].startswith("usage: ")
+    assert lines[1].startswith("regwatch: error: unrecognized arguments: x\\")
