@@ -8,7 +8,8 @@ path plus query when pages of one path must differ:
 * ``route(method, target, action)`` sets the answer given once the queue is empty.
 
 An action is a ``Reply`` (status, headers, body, and optionally a declared ``Content-Length``
-larger than the body: a truncated answer) or a ``Reset`` (drop the connection without answering).
+larger than the body: a truncated answer), a ``Reset`` (drop the connection without answering)
+or a ``Stall`` (answer nothing until the registry stops).
 A HEAD without a script of its own is answered like the GET route of its path, without the body.
 Anything unscripted gets a 404 ``NOT_FOUND`` error naming the request, and ``GET /v2/`` answers
 200 until a test routes it elsewhere. Every answer carries
@@ -90,7 +91,12 @@ class Reset:
     rst: bool = False
 
 
-Action = Reply | Reset
+@dataclass(frozen=True)
+class Stall:
+    """Read the request, then answer nothing until the registry stops: a silent server."""
+
+
+Action = Reply | Reset | Stall
 
 RESET: Final = Reset()
 RST: Final = Reset(rst=True)
@@ -226,6 +232,7 @@ class FaultRegistry:
         self._tls_probes = 0
         self._server_errors: list[BaseException] = []
         self._live: set[socket.socket] = set()
+        self._stopping = threading.Event()
         self._bind = bind
         self._server = _FaultHTTPServer(self, bind)
         self._serving = Background(self._server, f"fault-registry-{self.port}")
@@ -252,6 +259,7 @@ class FaultRegistry:
 
     def stop(self) -> None:
         """Stop listening and hang up on keep-alive connections a client left open."""
+        self._stopping.set()
         self._serving.stop()
         with self._lock:
             live = list(self._live)
@@ -456,6 +464,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
         try:
             if isinstance(action, Reset):
                 self._reset(action)
+            elif isinstance(action, Stall):
+                self.server.registry._stopping.wait()
+                self.close_connection = True
             else:
                 self._answer(action)
         except OSError:

@@ -5,16 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import TextIO
+from typing import Final, NoReturn, TextIO
 
 from regwatch import __version__, service
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.frontends import concourse
+from regwatch.frontends.output import (
+    OneLineFormatter,
+    deliver,
+    escaped,
+    log_warnings,
+    write_line,
+)
 
 log = logging.getLogger("regwatch")
+
+CA_FILE_LIMIT: Final = 1 << 20
+"""Bytes a `--ca-cert` file may hold: a bundle of every public root is a fifth of this."""
 
 
 def main(
@@ -33,30 +43,29 @@ def main(
         destination = getattr(args, "destination", None)
         return protocol(["regwatch", *([destination] if destination else [])], sys.stdin, out, err)
     _configure_logging(err, debug=args.debug)
-    command: Callable[[argparse.Namespace, Mapping[str, str], TextIO], None] = args.command
+    command: Callable[[argparse.Namespace, Mapping[str, str]], str] = args.command
     try:
-        command(args, env, out)
+        answer = command(args, env)
     except RegwatchError as exc:
-        print(f"regwatch: {exc}", file=err)
+        write_line(err, f"regwatch: {exc}")
         return 1
     except KeyboardInterrupt:
-        print("regwatch: interrupted", file=err)
+        write_line(err, "regwatch: interrupted")
         return 130
     except Exception as exc:  # the one place an unexpected failure becomes a line
         if args.debug:
             log.exception("internal error")
-        print(f"regwatch: internal error: {type(exc).__name__}: {exc}", file=err)
+        write_line(err, f"regwatch: internal error: {type(exc).__name__}: {exc}")
         return 1
-    return 0
+    return deliver(answer, out, err, "regwatch: ")
 
 
-def _tags(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> None:
-    for tag in service.list_tags(args.repository, _access(args, env)):
-        print(tag, file=out)
+def _tags(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return "".join(f"{tag}\n" for tag in service.list_tags(args.repository, _access(args, env)))
 
 
-def _digest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> None:
-    print(service.resolve_digest(args.reference, _access(args, env)), file=out)
+def _digest(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return service.resolve_digest(args.reference, _access(args, env)) + "\n"
 
 
 def _access(args: argparse.Namespace, env: Mapping[str, str]) -> service.Access:
@@ -69,22 +78,41 @@ def _access(args: argparse.Namespace, env: Mapping[str, str]) -> service.Access:
 
 
 def _read_ca(path: str) -> str:
+    """The PEM text of a CA file: a regular file of at most CA_FILE_LIMIT bytes, never a FIFO
+    or device (opened without blocking, so a FIFO nobody writes to cannot hang us)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise ConfigError(f"cannot read CA certificate {path}: not a regular file")
+            data = file.read(CA_FILE_LIMIT + 1)
+        if len(data) > CA_FILE_LIMIT:
+            raise ConfigError(
+                f"cannot read CA certificate {path}: larger than {CA_FILE_LIMIT >> 20} MiB"
+            )
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError(f"cannot read CA certificate {path}: {reason}") from exc
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error quotes the bad argument escaped, on one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, escaped(f"{self.prog}: error: {message}") + "\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regwatch", description="Watch container registries and record what they say."
     )
     parser.add_argument("--version", action="version", version=f"regwatch {__version__}")
     parser.add_argument("--debug", action="store_true", help="log every request step to stderr")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    registry_options = argparse.ArgumentParser(add_help=False)
+    registry_options = _Parser(add_help=False)
     registry_options.add_argument(
         "--username", help="registry user name (default: $REGWATCH_USERNAME)"
     )
@@ -103,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow plain HTTP to this registry (TLS certificates are still verified)",
     )
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     tags = commands.add_parser(
@@ -152,8 +180,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _configure_logging(stream: TextIO, *, debug: bool) -> None:
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("regwatch: %(message)s"))
+    handler.setFormatter(OneLineFormatter("regwatch: %(message)s"))
     root = logging.getLogger("regwatch")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     root.propagate = False
+    log_warnings(root)

@@ -1,7 +1,8 @@
 """Concourse's check/in/out protocol: JSON request on stdin, one JSON document on stdout.
 
 stdout is the protocol and stderr the log: anything else that prints while a command runs is
-redirected to stderr, so a stray print can never corrupt the answer.
+redirected to stderr, so a stray print can never corrupt the answer. Every failure, an
+interrupt (exit 130) included, ends in one `error:` line.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from regwatch import service
 from regwatch.config import Version, parse_check_request, parse_in_request, parse_out_request
-from regwatch.errors import RegwatchError
+from regwatch.errors import ConfigError, RegwatchError
+from regwatch.frontends.interrupt import Interruption, new_entries_remover
+from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
 from regwatch.frontends.progress import progress_for
 
 log = logging.getLogger("regwatch")
+
+REQUEST_LIMIT: Final = 16 << 20
+"""Characters a request on stdin may hold; inline CA certificates and keys fit many times over."""
 
 
 def check_main(
@@ -49,7 +55,7 @@ def in_main(
         )
         return _answer(parsed.version, metadata)
 
-    return _with_directory(get, argv, stdin, stdout, stderr)
+    return _with_directory(get, argv, stdin, stdout, stderr, writes=True)
 
 
 def out_main(
@@ -67,7 +73,7 @@ def out_main(
         pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
         return _answer(pushed.version, pushed.metadata)
 
-    return _with_directory(put, argv, stdin, stdout, stderr)
+    return _with_directory(put, argv, stdin, stdout, stderr, writes=False)
 
 
 def _with_directory(
@@ -76,16 +82,25 @@ def _with_directory(
     stdin: TextIO | None,
     stdout: TextIO | None,
     stderr: TextIO | None,
+    *,
+    writes: bool,
 ) -> int:
-    """`in` and `out` take their directory as argv[1]; the Go resource's message when absent."""
+    """`in` and `out` take their directory as argv[1]; the Go resource's message when absent.
+
+    When the step `writes` to it (`in`), an interrupt removes what the step added.
+    """
     args = list(sys.argv if argv is None else argv)
     err = stderr or sys.stderr
     if len(args) < 2:
-        print("error: destination path not specified", file=err)
+        write_line(err, "error: destination path not specified")
         return 1
     directory = Path(args[1])
     return _run(
-        lambda request: step(request, directory, err), stdin or sys.stdin, stdout or sys.stdout, err
+        lambda request: step(request, directory, err),
+        stdin or sys.stdin,
+        stdout or sys.stdout,
+        err,
+        undo=new_entries_remover(directory) if writes else lambda: None,
     )
 
 
@@ -103,28 +118,45 @@ def _check(request: str) -> Any:
     return [v.model_dump() for v in versions]
 
 
-def _run(command: Callable[[str], Any], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+def _run(
+    command: Callable[[str], Any],
+    stdin: TextIO,
+    stdout: TextIO,
+    stderr: TextIO,
+    undo: Callable[[], None] = lambda: None,
+) -> int:
     _configure_logging(debug=False, stream=stderr)
-    try:
-        with contextlib.redirect_stdout(stderr):
-            answer = command(stdin.read())
-    except RegwatchError as exc:
-        print(f"error: {exc}", file=stderr)
-        return 1
-    except Exception as exc:  # the one place an unexpected failure becomes a line
-        log.debug("internal error", exc_info=True)
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=stderr)
-        return 1
-    stdout.write(json.dumps(answer) + "\n")
-    stdout.flush()
-    return 0
+    interruption = Interruption(stderr, undo)
+    with interruption.handling():
+        try:
+            with contextlib.redirect_stdout(stderr):
+                answer = command(_request(stdin))
+            return deliver(json.dumps(answer) + "\n", stdout, stderr, "error: ")
+        except RegwatchError as exc:
+            write_line(stderr, f"error: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            return interruption.report()
+        except Exception as exc:  # the one place an unexpected failure becomes a line
+            log.debug("internal error", exc_info=True)
+            write_line(stderr, f"error: internal error: {type(exc).__name__}: {exc}")
+            return 1
+
+
+def _request(stdin: TextIO) -> str:
+    """The JSON request; bounded, so an endless stdin (`< /dev/zero`) fails instead of growing."""
+    text = stdin.read(REQUEST_LIMIT + 1)
+    if len(text) > REQUEST_LIMIT:
+        raise ConfigError(f"invalid payload: larger than {REQUEST_LIMIT >> 20} MiB")
+    return text
 
 
 def _configure_logging(*, debug: bool, stream: TextIO | None = None) -> None:
     logger = logging.getLogger("regwatch")
     if stream is not None:
         handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.setFormatter(OneLineFormatter("%(levelname)s: %(message)s"))
         logger.handlers[:] = [handler]
         logger.propagate = False
+        log_warnings(logger)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)

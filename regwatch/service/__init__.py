@@ -6,6 +6,7 @@ throw-away store unless `source.store` names a persistent one.
 """
 
 from regwatch.download import Layer as Layer
+from regwatch.image.removal import remove_tree as remove_tree
 from regwatch.service.check import check as check
 from regwatch.service.get import get as get
 from regwatch.service.lookup import list_tags as list_tags

@@ -9,6 +9,9 @@ otherwise start transactions late, and never for DDL. In-memory databases share 
 PostgreSQL: a write transaction takes a transaction-scoped advisory lock first, so positions
 are handed out in commit order and a reader following `read_all(after)` never skips a position
 committed late.
+
+A URL can carry secrets in its userinfo and its query (`?password=`); `shown` is the only way
+one reaches a message.
 """
 
 from __future__ import annotations
@@ -37,15 +40,38 @@ def create_engine(url: str, busy_timeout: float = BUSY_TIMEOUT) -> sa.Engine:
     """An engine for `url`, tuned for the event store; a bad URL or driver is a StoreError."""
     try:
         parsed = sa.make_url(url)
-    except exc.ArgumentError as err:
-        raise StoreError("event store URL is not a valid SQLAlchemy URL") from err
-    where = parsed.render_as_string(hide_password=True)
+    except (exc.ArgumentError, ValueError) as err:
+        # Not even part of the text is shown: it may be a libpq "password=…" string.
+        raise StoreError(
+            "event store URL is not a valid SQLAlchemy URL (dialect+driver://user@host/database)"
+        ) from err
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(parsed, busy_timeout)
         return sa.create_engine(parsed)
-    except (exc.ArgumentError, exc.NoSuchModuleError, ImportError) as err:
-        raise StoreError(f"cannot open event store at {where}: {err}") from err
+    except ImportError as err:
+        raise StoreError(f"cannot open event store at {shown(parsed)}: {_missing(err)}") from err
+    except (exc.ArgumentError, exc.NoSuchModuleError) as err:
+        raise StoreError(f"cannot open event store at {shown(parsed)}: {err}") from err
+
+
+def shown(url: sa.URL) -> str:
+    """`url` as a message may show it: no password, and every query value masked."""
+    text = url.set(query={}).render_as_string(hide_password=True)
+    if not url.query:
+        return text
+    return text + "?" + "&".join(f"{key}=***" for key in sorted(url.query))
+
+
+def _missing(err: ImportError) -> str:
+    """A driver that is not installed, and how to install the one regwatch supports."""
+    module = err.name or "?"
+    if module.partition(".")[0] == "psycopg":
+        return "the PostgreSQL driver psycopg is not installed: pip install 'regwatch[postgres]'"
+    return (
+        f"its driver module {module} is not installed (for PostgreSQL, use postgresql:// with"
+        " pip install 'regwatch[postgres]')"
+    )
 
 
 def is_memory(url: sa.URL) -> bool:

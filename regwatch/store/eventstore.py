@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from regwatch.errors import Conflict, StoreError
-from regwatch.store.engine import write_transaction
+from regwatch.store.engine import shown, write_transaction
 from regwatch.store.schema import checkpoints as checkpoints_table
 from regwatch.store.schema import events as events_table
 
@@ -247,7 +247,7 @@ def _is_stream_version_violation(err: exc.IntegrityError) -> bool:
 
 
 def _store_error(engine: sa.Engine, action: str, err: exc.SQLAlchemyError) -> StoreError:
-    where = engine.url.render_as_string(hide_password=True)
+    where = shown(engine.url)
     return StoreError(f"{action} in {where}: {_reason(err)}")
 
 

@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from regwatch.errors import SchemaNotCurrent, StoreError
-from regwatch.store.engine import create_engine, write_transaction
+from regwatch.store.engine import create_engine, shown, write_transaction
 from regwatch.store.eventstore import EventStore, translated
 
 MEMORY_URL = "sqlite://"
@@ -84,15 +84,15 @@ def require_current(engine: sa.Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    where = engine.url.render_as_string(hide_password=True)
+    where = shown(engine.url)
     if current is not None and not _known(current):
         raise SchemaNotCurrent(
             f"database {where} at revision {current}, newer than this regwatch knows"
             f" (its newest is {head}); upgrade regwatch"
         )
-    shown = current or "base (empty)"
+    revision = current or "base (empty)"
     raise SchemaNotCurrent(
-        f"database {where} at revision {shown}, needs {head}; run `regwatch migrate`"
+        f"database {where} at revision {revision}, needs {head}; run `regwatch migrate`"
     )
 
 
@@ -127,7 +127,7 @@ def _run(
         try:
             step(alembic_config(connection), revision)
         except CommandError as err:
-            where = engine.url.render_as_string(hide_password=True)
+            where = shown(engine.url)
             message = " ".join(str(err).split())
             raise StoreError(f"{action} in {where}: {message}") from err
 

@@ -153,6 +153,34 @@ def test_unreadable_or_bad_ca_file(tls_registry: RegistryServer, tmp_path: Path)
     assert_one_line_error(run, "ca_certs[0]")
 
 
+@pytest.mark.parametrize("kind", ["zero-device", "fifo", "directory", "oversized", "binary"])
+def test_a_ca_file_that_is_not_a_small_pem_file(
+    tls_registry: RegistryServer, tmp_path: Path, kind: str
+) -> None:
+    """Refused at once in one line: never read forever, never blocked on a FIFO."""
+    path = tmp_path / kind
+    if kind == "zero-device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "oversized":
+        pem = tls_registry.ca_path.read_text() if tls_registry.ca_path else ""
+        path.write_text(pem * (2 * (1 << 20) // max(len(pem), 1) + 1))
+    else:
+        path.write_bytes(b"\xff\xfe" * 10)
+    run = regwatch("tags", "--ca-cert", str(path), f"{tls_registry.host}/a")
+    expected = {
+        "zero-device": "not a regular file",
+        "fifo": "not a regular file",
+        "directory": "is a directory",
+        "oversized": "larger than 1 MiB",
+        "binary": "utf-8",
+    }[kind]
+    assert_one_line_error(run, f"cannot read CA certificate {path}", expected)
+
+
 def test_unreachable_host() -> None:
     run = regwatch("tags", "127.0.0.1:9/some/repo")
     assert_one_line_error(run, "ping 127.0.0.1:9", "connection refused")
