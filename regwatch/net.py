@@ -321,7 +321,6 @@ class Transport:
                 log.warning("transient error: %s; retrying in %.1fs", exc, delay)
             else:
                 status = status_of(result)
-                log.debug("%s %s: %d", method, loggable_url(url), status)
                 if not (retry and is_transient_status(status)):
                     return result
                 headers = getattr(result, "headers", {})
@@ -379,6 +378,7 @@ class Transport:
                 )
         finally:
             _CURRENT.reset(token)
+        log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
         self._watches[response] = watch
         return response, watch
 

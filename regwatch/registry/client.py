@@ -49,6 +49,7 @@ TAG_PAGE_LIMIT = 4 * 1024 * 1024
 _ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 _ERROR_LIMIT = 1024 * 1024
 _PAGE_SIZE = "1000"
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_.:+=-]{1,256}")
 _COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 
 
@@ -92,10 +93,14 @@ def checked_path(repository: Repository) -> str:
 
 
 def segment(value: str, what: str) -> str:
-    """One URL path segment: percent-encoded, and never one that could move up the path."""
-    if value in ("", ".", "..") or "\x00" in value:
+    """One URL path segment holding a tag or digest, built so it cannot change the path.
+
+    Only the characters of the distribution grammars pass: a server that decodes `%2F` or
+    cleans `..` before routing must not see a path we did not mean.
+    """
+    if not _SEGMENT_RE.fullmatch(value) or set(value) == {"."}:
         raise ConfigError(f"invalid {what} {value!r}")
-    return quote(value, safe=":@")
+    return quote(value, safe=":")
 
 
 class RegistryClient:
@@ -379,7 +384,8 @@ class RegistryClient:
         return url
 
     def _repository_url(self, repository: Repository) -> str:
-        return f"{self.base_url}/v2/{checked_path(repository)}"
+        path = checked_path(repository)  # before the ping: a bad path sends nothing
+        return f"{self.base_url}/v2/{path}"
 
     def _manifest_url(self, reference: Reference) -> str:
         kind = "digest" if reference.digest else "tag"
@@ -387,7 +393,8 @@ class RegistryClient:
         return f"{self._repository_url(reference.repository)}/manifests/{identifier}"
 
     def _blob_url(self, repository: Repository, digest: str) -> str:
-        return f"{self._repository_url(repository)}/blobs/{segment(digest, 'digest')}"
+        identifier = segment(digest, "digest")
+        return f"{self._repository_url(repository)}/blobs/{identifier}"
 
     def _exchange(
         self,
