@@ -81,8 +81,10 @@ class Reply:
     send_length: bool = True
     close: bool = False
     trickle: float | None = None
-    """Seconds between single bytes of the body (or of the whole answer with ``trickle_head``)."""
+    """Seconds between pieces of the body (or of the whole answer with ``trickle_head``)."""
     trickle_head: bool = False
+    trickle_bytes: int = 1
+    """Bytes in each trickled piece."""
 
 
 @dataclass(frozen=True)
@@ -508,8 +510,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _trickle(self, reply: Reply, head: bool) -> None:
-        """The answer a byte every ``reply.trickle`` seconds (the head at once unless
-        ``trickle_head``), until sent or the client hangs up."""
+        """The answer ``trickle_bytes`` at a time every ``trickle`` seconds (the head at once
+        unless ``trickle_head``), until sent or the client hangs up."""
         assert reply.trickle is not None
         lines = [f"HTTP/1.1 {reply.status} Trickle"]
         headers = {API_VERSION_HEADER: API_VERSION, **reply.headers}
@@ -521,8 +523,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
         if not reply.trickle_head:
             self.wfile.write(head_bytes)
             self.wfile.flush()
-        for index in range(len(slow)):
-            self.wfile.write(slow[index : index + 1])
+        step = reply.trickle_bytes
+        for index in range(0, len(slow), step):
+            self.wfile.write(slow[index : index + step])
             self.wfile.flush()
             time.sleep(reply.trickle)
         self.close_connection = True

@@ -54,10 +54,11 @@ def is_local(address: Address) -> bool:
 
 
 def is_internal(address: Address) -> bool:
-    """Not on the public internet: this machine, a private or link-local network, or a
+    """Not on the public internet: this machine, a private, shared or link-local network, or a
     reserved, multicast or site-local range (an SSRF target)."""
     return (
         is_local(address)
+        or not address.is_global
         or address.is_private
         or address.is_link_local
         or address.is_reserved
