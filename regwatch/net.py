@@ -66,6 +66,7 @@ BLOB_MIN_PROGRESS: Final = 1024
 """Bytes a blob body must deliver in every request-timeout window."""
 
 CHUNK_SIZE: Final = 1024 * 1024
+REDIRECT_BODY_LIMIT: Final = 64 * 1024
 _MAX_REDIRECTS: Final = 10
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PERMANENT_5XX: Final = frozenset({501, 505})
@@ -395,7 +396,22 @@ def _session(pool_size: int) -> requests.Session:
     adapter = _WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    session.hooks["response"].append(_cap_redirect_body)
     return session
+
+
+def _cap_redirect_body(response: requests.Response, **_: Any) -> requests.Response:
+    """Read a redirect's body here, capped: requests would read all of it before following."""
+    if response.is_redirect:
+        body = response.raw.read(REDIRECT_BODY_LIMIT + 1, decode_content=False)
+        if len(body) > REDIRECT_BODY_LIMIT:
+            response.close()
+            raise RegistryError(
+                f"{response.request.method} {loggable_url(response.url)}: "
+                f"redirect answer larger than {REDIRECT_BODY_LIMIT} bytes"
+            )
+        response._content = body
+    return response
 
 
 def read_capped(response: requests.Response, what: str, limit: int) -> bytes:

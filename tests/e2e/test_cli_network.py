@@ -350,6 +350,19 @@ def test_an_oversize_token_answer_is_refused(fault: FaultRegistry, declared: int
     assert child_peak_rss_mib() < 256
 
 
+def test_an_oversize_redirect_body_is_not_read_whole(fault: FaultRegistry) -> None:
+    path = manifest_path(REPO, "v1")
+    fault.route("HEAD", path, empty_reply(500))
+    location = {"Location": manifest_path(REPO, "v2"), "Content-Type": "text/html"}
+    fault.route("GET", path, Reply(302, b"<p>" * (20 * 1024 * 1024 // 3), location))
+
+    run = regwatch("digest", f"{fault.host}/{REPO}:v1", env=FAST)
+
+    assert_fails(run, "redirect answer larger than 65536 bytes")
+    assert fault.count("GET", manifest_path(REPO, "v2")) == 0
+    assert child_peak_rss_mib() < 256
+
+
 # -- #11: strict header numbers --------------------------------------------------------------------
 
 
@@ -532,6 +545,20 @@ def test_debug_logs_each_request_step(fault: FaultRegistry, where: str) -> None:
     assert any("fetching a token for repository:team/app:pull" in line for line in lines)
     assert any(f"{fault.host}/token?scope=repository:team/app:pull" in line for line in lines)
     assert "t0k3n-value" not in run.stderr
+    no_secret(run)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_logs_each_step_of_digest(fault: FaultRegistry, where: str) -> None:
+    body = b'{"schemaVersion": 2}'
+    fault.route("GET", manifest_path(REPO, "v1"), manifest_reply(body))
+    target = f"{fault.host}/{REPO}:v1"
+    args = ["--debug", "digest", target] if where == "before" else ["digest", "--debug", target]
+
+    run = regwatch(*args, env=CREDENTIALS)
+
+    assert run.code == 0, run
+    assert f"regwatch: HEAD http://{fault.host}{manifest_path(REPO, 'v1')}: 200" in run.stderr
     no_secret(run)
 
 
