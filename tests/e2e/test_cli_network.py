@@ -22,6 +22,7 @@ from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from tests.e2e.steps import step
 from tests.e2e.test_cli import Run, assert_one_line_error, regwatch
 from tests.faults import (
     FaultRegistry,
@@ -259,6 +260,25 @@ def test_a_trickling_answer_passes_its_deadline(fault: FaultRegistry, head: bool
     assert_fails(run, "no complete answer within 1s", "REGWATCH_REQUEST_TIMEOUT_SECONDS")
     assert time.monotonic() - started < 15
     assert fault.count("GET", TAGS) >= 2, "a passed deadline is retried like a dropped connection"
+
+
+def test_check_against_a_trickling_registry_ends(
+    fault: FaultRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    slow = tags_reply(REPO, ["1.0.0"] * 40)
+    fault.route("GET", TAGS, Reply(200, slow.body, slow.headers, trickle=0.05))
+    started = time.monotonic()
+
+    run = step("check", {"source": {"repository": f"{fault.host}/{REPO}"}})
+
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.code == 1, run
+    assert len(errors) == 1, run.stderr
+    assert "no complete answer within 1s" in errors[0]
+    assert "Traceback" not in run.stderr
+    assert time.monotonic() - started < 20
 
 
 def test_a_trickling_manifest_passes_its_deadline(fault: FaultRegistry) -> None:
