@@ -353,18 +353,16 @@ class Transport:
         with self._lock:
             self._sent += 1
         log.debug("%s %s", method, loggable_url(url, params))
-        watch = _Watch(peer_check)
+        watch = _Watch(self.request_timeout, peer_check)
         session = self._guarded if peer_check else self._session
         sent = dict(headers or {})
         if peer_check:
             sent["Connection"] = "close"
         token = _CURRENT.set(watch)
         try:
-            with (
-                _deadline(watch, what, self.request_timeout),
-                _WATCHDOG.armed(watch, time.monotonic() + self.request_timeout),
-                translate_errors(what),
-            ):
+            # The connection arms the watch once the request is sent: the deadline is for the
+            # answer, and an upload's body may take as long as it takes.
+            with _deadline(watch, what, self.request_timeout), translate_errors(what):
                 response = session.request(
                     method,
                     url,
@@ -378,6 +376,7 @@ class Transport:
                     allow_redirects=follow_redirects,
                 )
         finally:
+            _WATCHDOG.disarm(watch)
             _CURRENT.reset(token)
         log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
         self._watches[response] = watch
@@ -445,9 +444,11 @@ def loggable_url(url: str, params: Mapping[str, str | Sequence[str]] | None = No
 
 
 class _Watch:
-    """One request: the connection it uses, whether its deadline hung it up, its peer check."""
+    """One request: its deadline, the connection it uses, whether the deadline hung it up, and
+    the check of the address its new connections reach."""
 
-    def __init__(self, peer_check: PeerCheck | None = None) -> None:
+    def __init__(self, seconds: float = math.inf, peer_check: PeerCheck | None = None) -> None:
+        self.seconds = seconds
         self.peer_check = peer_check
         self.connection: urllib3.connection.HTTPConnection | None = None
         self.expiry = math.inf
@@ -471,6 +472,13 @@ class _Watchdog:
 
     @contextlib.contextmanager
     def armed(self, watch: _Watch, expiry: float) -> Iterator[None]:
+        self.arm(watch, expiry)
+        try:
+            yield
+        finally:
+            self.disarm(watch)
+
+    def arm(self, watch: _Watch, expiry: float) -> None:
         with self._condition:
             watch.expiry = expiry
             self._armed.add(watch)
@@ -480,11 +488,10 @@ class _Watchdog:
                 )
                 self._thread.start()
             self._condition.notify()
-        try:
-            yield
-        finally:
-            with self._condition:
-                self._armed.discard(watch)
+
+    def disarm(self, watch: _Watch) -> None:
+        with self._condition:
+            self._armed.discard(watch)
 
     def _run(self) -> None:
         with self._condition:
@@ -539,6 +546,12 @@ class _WatchedConnectionMixin:
         if watch is not None:
             watch.connection = self  # type: ignore[assignment]
 
+    def _sent(self) -> None:
+        """The request is on the wire: its answer's deadline starts now."""
+        watch = _CURRENT.get()
+        if watch is not None and math.isfinite(watch.seconds):
+            _WATCHDOG.arm(watch, time.monotonic() + watch.seconds)
+
     def _check_peer(self, sock: socket.socket) -> None:
         watch = _CURRENT.get()
         if watch is None or watch.peer_check is None or self.proxy is not None:
@@ -563,6 +576,7 @@ class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPCon
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._watch_this()
         super().request(*args, **kwargs)
+        self._sent()
 
 
 class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
@@ -578,6 +592,7 @@ class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSC
     def request(self, *args: Any, **kwargs: Any) -> None:
         self._watch_this()
         super().request(*args, **kwargs)
+        self._sent()
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):

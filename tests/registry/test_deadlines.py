@@ -12,7 +12,7 @@ from regwatch.errors import ConnectionDropped
 from regwatch.net import Transport
 from regwatch.refs import Repository
 from regwatch.registry.client import RegistryClient
-from tests.faults import FaultRegistry, Reply, blob_path, tags_path, tags_reply
+from tests.faults import FaultRegistry, Reply, blob_path, empty_reply, tags_path, tags_reply
 
 REPO = "team/app"
 
@@ -77,3 +77,40 @@ def test_the_deadline_hangs_up_only_its_own_request(
         assert client.list_tags(repository) == ["v1"]
         time.sleep(1.2)
     assert fault_registry.count("GET", tags_path(REPO)) == 3, "nothing was retried"
+
+
+class SlowSource:
+    """A blob source that produces 1 KiB every 0.25 s: sending takes longer than the deadline."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int = -1, /) -> bytes:
+        time.sleep(0.25)
+        piece, self._data = self._data[: min(size, 1024)], self._data[min(size, 1024) :]
+        return piece
+
+
+def test_the_deadline_is_for_the_answer_not_for_sending_the_body(
+    fault_registry: FaultRegistry, transport: Transport
+) -> None:
+    data = bytes(range(256)) * 32  # 8 KiB: 2 s to send
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    uploads = f"/v2/{REPO}/blobs/uploads/"
+    session = f"/v2/{REPO}/blobs/uploads/session-1"
+    fault_registry.route("POST", uploads, empty_reply(202, Location=session))
+    fault_registry.route("PATCH", session, empty_reply(202, Location=session))
+    fault_registry.route("PUT", session, empty_reply(201))
+    client = RegistryClient(fault_registry.host, transport)
+
+    sent = client.upload_blob(
+        Repository(fault_registry.host, REPO),
+        SlowSource(data),
+        digest,
+        len(data),
+        check_exists=False,
+    )
+
+    assert sent
+    (patch,) = [r for r in fault_registry.seen if r.method == "PATCH"]
+    assert patch.body == data
