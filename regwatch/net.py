@@ -3,10 +3,9 @@
 One `Transport` is shared by every thread that talks to the same set of servers: requests'
 connection pool is thread-safe, and per-request state lives in context variables and watches.
 
-Deadlines: requests' timeouts bound each socket read, so a server trickling one byte at a time
-never trips them. Every answer but a blob body therefore has a total deadline, and a blob body
-a minimum rate; a watchdog thread hangs up the connection of a request that passes its deadline
-while its thread is blocked reading, and the request fails as a dropped connection.
+Every answer but a blob body has a total deadline, and a blob body a minimum rate, enforced by
+`regwatch.connections`' watchdog; a request whose deadline passed fails as a dropped connection
+and is retried like one.
 """
 
 from __future__ import annotations
@@ -19,14 +18,12 @@ import math
 import os
 import random
 import re
-import socket
 import ssl
 import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
@@ -44,6 +41,7 @@ import urllib3.exceptions
 import urllib3.poolmanager
 
 from regwatch import __version__
+from regwatch.connections import CURRENT, WATCHDOG, WATCHED_POOLS, PeerCheck, Watch
 from regwatch.errors import (
     ConfigError,
     ConnectionDropped,
@@ -177,9 +175,6 @@ class Answer:
 
 _T = TypeVar("_T")
 
-PeerCheck = Callable[[str], None]
-"""Judges the address a new direct connection reached; raises to refuse it before any byte."""
-
 
 @dataclass
 class Transport:
@@ -202,7 +197,7 @@ class Transport:
         self._guarded = _session(1)
         self._lock = threading.Lock()
         self._sent = 0
-        self._watches: weakref.WeakKeyDictionary[requests.Response, _Watch] = (
+        self._watches: weakref.WeakKeyDictionary[requests.Response, Watch] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -242,7 +237,7 @@ class Transport:
             with (
                 response,
                 _deadline(watch, what, self.request_timeout),
-                _WATCHDOG.armed(watch, watch.expiry),
+                WATCHDOG.armed(watch, watch.expiry),
             ):
                 body = read_capped(response, what, limit)
             return Answer(
@@ -278,13 +273,13 @@ class Transport:
 
     def chunks(self, response: requests.Response, what: str) -> Iterator[bytes]:
         """A streamed body, failing when it delivers under 1 KiB in a request-timeout window."""
-        watch = self._watches.get(response) or _Watch()
+        watch = self._watches.get(response) or Watch()
         window = self.request_timeout
         started, progress = time.monotonic(), 0
         while True:
             with (
                 _deadline(watch, what, window, blob=True),
-                _WATCHDOG.armed(watch, started + window),
+                WATCHDOG.armed(watch, started + window),
                 translate_errors(what),
             ):
                 chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
@@ -348,17 +343,17 @@ class Transport:
         data: bytes | Readable | None,
         follow_redirects: bool,
         peer_check: PeerCheck | None,
-    ) -> tuple[requests.Response, _Watch]:
+    ) -> tuple[requests.Response, Watch]:
         """Send, and return once the headers arrived within the deadline."""
         with self._lock:
             self._sent += 1
         log.debug("%s %s", method, loggable_url(url, params))
-        watch = _Watch(self.request_timeout, peer_check)
+        watch = Watch(self.request_timeout, peer_check)
         session = self._guarded if peer_check else self._session
         sent = dict(headers or {})
         if peer_check:
             sent["Connection"] = "close"
-        token = _CURRENT.set(watch)
+        token = CURRENT.set(watch)
         try:
             # The connection arms the watch once the request is sent: the deadline is for the
             # answer, and an upload's body may take as long as it takes.
@@ -376,8 +371,8 @@ class Transport:
                     allow_redirects=follow_redirects,
                 )
         finally:
-            _WATCHDOG.disarm(watch)
-            _CURRENT.reset(token)
+            WATCHDOG.disarm(watch)
+            CURRENT.reset(token)
         log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
         self._watches[response] = watch
         return response, watch
@@ -440,83 +435,8 @@ def loggable_url(url: str, params: Mapping[str, str | Sequence[str]] | None = No
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-# -- deadlines -----------------------------------------------------------------------------------
-
-
-class _Watch:
-    """One request: its deadline, the connection it uses, whether the deadline hung it up, and
-    the check of the address its new connections reach."""
-
-    def __init__(self, seconds: float = math.inf, peer_check: PeerCheck | None = None) -> None:
-        self.seconds = seconds
-        self.peer_check = peer_check
-        self.connection: urllib3.connection.HTTPConnection | None = None
-        self.expiry = math.inf
-        self.fired = False
-
-
-_CURRENT: ContextVar[_Watch | None] = ContextVar("regwatch_request", default=None)
-
-
-class _Watchdog:
-    """One daemon thread hanging up the connections of armed watches whose expiry passed.
-
-    A watch is armed only while its own thread is blocked in that request's I/O, so the
-    connection hung up is never one the pool has since lent to another request.
-    """
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._armed: set[_Watch] = set()
-        self._thread: threading.Thread | None = None
-
-    @contextlib.contextmanager
-    def armed(self, watch: _Watch, expiry: float) -> Iterator[None]:
-        self.arm(watch, expiry)
-        try:
-            yield
-        finally:
-            self.disarm(watch)
-
-    def arm(self, watch: _Watch, expiry: float) -> None:
-        with self._condition:
-            watch.expiry = expiry
-            self._armed.add(watch)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="regwatch-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._condition.notify()
-
-    def disarm(self, watch: _Watch) -> None:
-        with self._condition:
-            self._armed.discard(watch)
-
-    def _run(self) -> None:
-        with self._condition:
-            while True:
-                now = time.monotonic()
-                for watch in [w for w in self._armed if w.expiry <= now]:
-                    self._armed.discard(watch)
-                    watch.fired = True
-                    _hang_up(watch.connection)
-                soonest = min((w.expiry for w in self._armed), default=None)
-                self._condition.wait(None if soonest is None else max(soonest - now, 0.001))
-
-
-_WATCHDOG: Final = _Watchdog()
-
-
-def _hang_up(connection: urllib3.connection.HTTPConnection | None) -> None:
-    sock = connection.sock if connection is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 @contextlib.contextmanager
-def _deadline(watch: _Watch, what: str, seconds: float, *, blob: bool = False) -> Iterator[None]:
+def _deadline(watch: Watch, what: str, seconds: float, *, blob: bool = False) -> Iterator[None]:
     """Whatever broke or ended early once the watchdog hung up is reported as the deadline."""
     try:
         yield
@@ -534,89 +454,17 @@ def _deadline_message(what: str, seconds: float, *, blob: bool) -> str:
     return f"{what}: no complete answer within {seconds:g}s ({REQUEST_TIMEOUT_ENV})"
 
 
-class _WatchedConnectionMixin:
-    """Tells the request's watch which connection it uses, and runs its peer check."""
-
-    host: str
-    proxy: Any
-    sock: socket.socket | None
-
-    def _watch_this(self) -> None:
-        watch = _CURRENT.get()
-        if watch is not None:
-            watch.connection = self  # type: ignore[assignment]
-
-    def _sent(self) -> None:
-        """The request is on the wire: its answer's deadline starts now."""
-        watch = _CURRENT.get()
-        if watch is not None and math.isfinite(watch.seconds):
-            _WATCHDOG.arm(watch, time.monotonic() + watch.seconds)
-
-    def _check_peer(self, sock: socket.socket) -> None:
-        watch = _CURRENT.get()
-        if watch is None or watch.peer_check is None or self.proxy is not None:
-            return
-        try:
-            watch.peer_check(str(sock.getpeername()[0]))
-        except BaseException:
-            sock.close()
-            raise
-
-
-class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._check_peer(sock)
-        return sock
-
-    def connect(self) -> None:
-        self._watch_this()
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._watch_this()
-        super().request(*args, **kwargs)
-        self._sent()
-
-
-class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._check_peer(sock)
-        return sock
-
-    def connect(self) -> None:
-        self._watch_this()
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._watch_this()
-        super().request(*args, **kwargs)
-        self._sent()
-
-
-class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-_WATCHED_POOLS: Final = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
 class _WatchedAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter, with connections that report to the request's watch."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.poolmanager.PoolManager:
         manager: urllib3.poolmanager.PoolManager = super().proxy_manager_for(proxy, **kwargs)
         if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
-            manager.pool_classes_by_scheme = _WATCHED_POOLS  # not SOCKS: it has its own pools
+            manager.pool_classes_by_scheme = WATCHED_POOLS  # not SOCKS: it has its own pools
         return manager
 
 
