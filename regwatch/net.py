@@ -405,6 +405,9 @@ def _cap_redirect_body(response: requests.Response, **_: Any) -> requests.Respon
                 f"redirect answer larger than {REDIRECT_BODY_LIMIT} bytes"
             )
         response._content = body
+        watch = CURRENT.get()
+        if watch is not None:
+            WATCHDOG.disarm(watch)  # the connection goes back to the pool; the next hop re-arms
     return response
 
 
