@@ -1,7 +1,11 @@
-"""Every outbound HTTP conversation: CA bundle, timeouts, retries, and requests errors as ours.
+"""Every outbound HTTP conversation: CA bundle, deadlines, retries, and requests errors as ours.
 
 One `Transport` is shared by every thread that talks to the same set of servers: requests'
-connection pool is thread-safe, and nothing here keeps per-request state on the instance.
+connection pool is thread-safe, and per-request state lives in context variables and watches.
+
+Every answer but a blob body has a total deadline, and a blob body a minimum rate, enforced by
+`regwatch.connections`' watchdog; a request whose deadline passed fails as a dropped connection
+and is retried like one.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import atexit
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import random
 import re
@@ -17,28 +22,50 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http.client import RemoteDisconnected
 from http.cookiejar import DefaultCookiePolicy
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 import requests.adapters
 import requests.auth
 import requests.utils
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+import urllib3.poolmanager
 
 from regwatch import __version__
-from regwatch.errors import ConfigError, ConnectionDropped, NetworkError, TLSFailure, Unreachable
+from regwatch.connections import CURRENT, WATCHDOG, WATCHED_POOLS, PeerCheck, Watch
+from regwatch.errors import (
+    ConfigError,
+    ConnectionDropped,
+    NetworkError,
+    RegistryError,
+    TLSFailure,
+    Unreachable,
+)
 
 log = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"regwatch/{__version__}"
-TIMEOUT: Final = (10.0, 60.0)
-"""Connect and read timeouts in seconds: a dead registry fails a check in seconds, not minutes."""
+CONNECT_TIMEOUT: Final = 10.0
+"""Seconds to connect: a dead registry fails a check in seconds, not minutes."""
 
 RETRY_BASE_ENV: Final = "REGWATCH_RETRY_BASE_SECONDS"
+REQUEST_TIMEOUT_ENV: Final = "REGWATCH_REQUEST_TIMEOUT_SECONDS"
+DEFAULT_REQUEST_TIMEOUT: Final = 60.0
+BLOB_MIN_PROGRESS: Final = 1024
+"""Bytes a blob body must deliver in every request-timeout window."""
+
+CHUNK_SIZE: Final = 1024 * 1024
+REDIRECT_BODY_LIMIT: Final = 64 * 1024
+_MAX_REDIRECTS: Final = 10
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PERMANENT_5XX: Final = frozenset({501, 505})
 _RESETS: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, RemoteDisconnected)
@@ -60,21 +87,45 @@ class RetryPolicy:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> RetryPolicy:
-        raw = environ.get(RETRY_BASE_ENV, "").strip()
-        if not raw:
+        base = env_seconds(environ, RETRY_BASE_ENV, zero_ok=True)
+        if base is None:
             return cls()
-        try:
-            base = float(raw)
-        except ValueError:
-            raise ConfigError(f"{RETRY_BASE_ENV}={raw!r} is not a number of seconds") from None
-        if base < 0:
-            raise ConfigError(f"{RETRY_BASE_ENV}={raw!r} must not be negative")
         return cls(base=base, max_interval=base * 60, budget=base * 720)
 
     def interval(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         """The wait before retry number `attempt` (0-based), with ±jitter randomisation."""
         raw = min(self.base * self.multiplier**attempt, self.max_interval)
         return raw * (1 - self.jitter + 2 * self.jitter * rand())
+
+
+def env_seconds(environ: Mapping[str, str], name: str, *, zero_ok: bool) -> float | None:
+    """A duration in seconds from the environment; None when unset, ConfigError when not usable."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        kind = "a non-negative" if zero_ok else "a positive"
+        raise ConfigError(f"{name}={raw!r} is not {kind} number of seconds")
+    return value
+
+
+def request_timeout_from_env(environ: Mapping[str, str] = os.environ) -> float:
+    return env_seconds(environ, REQUEST_TIMEOUT_ENV, zero_ok=False) or DEFAULT_REQUEST_TIMEOUT
+
+
+def header_int(value: str | None) -> int | None:
+    """A header that must be a decimal count (`Content-Length`): ASCII digits only, else None.
+
+    `str.isdigit` accepts `²` and other Unicode digits that `int` then refuses.
+    """
+    text = (value or "").strip()
+    if not text or len(text) > 18 or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 class Readable(Protocol):
@@ -88,11 +139,11 @@ def retry_after_seconds(value: str | None, now: Callable[[], float] = time.time)
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - now())
 
@@ -111,9 +162,23 @@ class _NoAuth(requests.auth.AuthBase):
 _NO_AUTH: Final = _NoAuth()
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer read within its size limit and deadline; the connection is released."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+_T = TypeVar("_T")
+
+
 @dataclass
 class Transport:
-    """A pooled HTTP session with our CA handling, retries and error translation.
+    """A pooled HTTP session with our CA handling, deadlines, retries and error translation.
 
     `verify` is passed on every request because requests lets `REQUESTS_CA_BUNDLE` override a
     session's own `verify`, which would silently drop a user's `ca_certs`.
@@ -121,23 +186,20 @@ class Transport:
 
     ca_certs: Sequence[str] = ()
     retry: RetryPolicy = field(default_factory=RetryPolicy.from_env)
-    timeout: tuple[float, float] = TIMEOUT
+    request_timeout: float = field(default_factory=request_timeout_from_env)
     pool_size: int = 16
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.verify: str | bool = ca_bundle(self.ca_certs) if self.ca_certs else True
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
-        self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=self.pool_size, pool_maxsize=self.pool_size, max_retries=0
-        )
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self._session = _session(self.pool_size)
+        self._guarded = _session(1)
         self._lock = threading.Lock()
         self._sent = 0
+        self._watches: weakref.WeakKeyDictionary[requests.Response, Watch] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def requests_sent(self) -> int:
@@ -146,6 +208,43 @@ class Transport:
 
     def close(self) -> None:
         self._session.close()
+        self._guarded.close()
+
+    def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        limit: int,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | Sequence[str]] | None = None,
+        data: bytes | Readable | None = None,
+        retry: bool | None = None,
+        follow_redirects: bool = True,
+        peer_check: PeerCheck | None = None,
+    ) -> Answer:
+        """One request whose whole answer, at most `limit` bytes, arrives within the deadline.
+
+        Transient answers, dropped connections and passed deadlines are retried when safe;
+        `peer_check` sends the request on a fresh connection whose address it approves first.
+        """
+
+        def once() -> Answer:
+            response, watch = self._open(
+                method, url, what, headers, params, data, follow_redirects, peer_check
+            )
+            with (
+                response,
+                _deadline(watch, what, self.request_timeout),
+                WATCHDOG.armed(watch, watch.expiry),
+            ):
+                body = read_capped(response, what, limit)
+            return Answer(
+                response.status_code, response.reason or "", response.headers, body, response.url
+            )
+
+        return self._retrying(method, url, what, data, retry, once, lambda a: a.status, _no_close)
 
     def request(
         self,
@@ -156,21 +255,59 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str | Sequence[str]] | None = None,
         data: bytes | Readable | None = None,
-        stream: bool = False,
         retry: bool | None = None,
     ) -> requests.Response:
-        """Send one request, retrying transient failures when that is safe.
+        """Send one request and return once its headers arrived; read the body with `chunks`.
 
         Returns every HTTP answer, errors included, for the caller to judge; raises
         `NetworkError` when no answer came. `what` names the operation in error messages.
         """
+
+        def once() -> requests.Response:
+            response, _ = self._open(method, url, what, headers, params, data, True, None)
+            return response
+
+        return self._retrying(
+            method, url, what, data, retry, once, lambda r: r.status_code, lambda r: r.close()
+        )
+
+    def chunks(self, response: requests.Response, what: str) -> Iterator[bytes]:
+        """A streamed body, failing when it delivers under 1 KiB in a request-timeout window."""
+        watch = self._watches.get(response) or Watch()
+        window = self.request_timeout
+        started, progress = time.monotonic(), 0
+        while True:
+            with (
+                _deadline(watch, what, window, blob=True),
+                WATCHDOG.armed(watch, started + window),
+                translate_errors(what),
+            ):
+                chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
+            if not chunk:
+                return
+            progress += len(chunk)
+            if progress >= BLOB_MIN_PROGRESS:
+                started, progress = time.monotonic(), 0
+            yield chunk
+
+    def _retrying(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        data: bytes | Readable | None,
+        retry: bool | None,
+        once: Callable[[], _T],
+        status_of: Callable[[_T], int],
+        close: Callable[[_T], None],
+    ) -> _T:
         if retry is None:
             retry = method in _IDEMPOTENT and (data is None or isinstance(data, bytes))
         started = self.clock()
         attempt = 0
         while True:
             try:
-                response = self._send(method, url, what, headers, params, data, stream)
+                result = once()
             except ConnectionDropped as exc:
                 if not retry:
                     raise
@@ -179,25 +316,24 @@ class Transport:
                     raise
                 log.warning("transient error: %s; retrying in %.1fs", exc, delay)
             else:
-                if not (retry and is_transient_status(response.status_code)):
-                    return response
+                status = status_of(result)
+                if not (retry and is_transient_status(status)):
+                    return result
+                headers = getattr(result, "headers", {})
                 delay = max(
                     self.retry.interval(attempt),
-                    retry_after_seconds(response.headers.get("Retry-After")) or 0.0,
+                    retry_after_seconds(headers.get("Retry-After")) or 0.0,
                 )
                 if self.clock() - started + delay > self.retry.budget:
-                    return response
-                response.close()
+                    return result
+                close(result)
                 log.warning(
-                    "transient error: %s answered %d; retrying in %.1fs",
-                    what,
-                    response.status_code,
-                    delay,
+                    "transient error: %s answered %d; retrying in %.1fs", what, status, delay
                 )
             self.sleep(delay)
             attempt += 1
 
-    def _send(
+    def _open(
         self,
         method: str,
         url: str,
@@ -205,22 +341,134 @@ class Transport:
         headers: Mapping[str, str] | None,
         params: Mapping[str, str | Sequence[str]] | None,
         data: bytes | Readable | None,
-        stream: bool,
-    ) -> requests.Response:
+        follow_redirects: bool,
+        peer_check: PeerCheck | None,
+    ) -> tuple[requests.Response, Watch]:
+        """Send, and return once the headers arrived within the deadline."""
         with self._lock:
             self._sent += 1
-        with translate_errors(what):
-            return self._session.request(
-                method,
-                url,
-                headers=dict(headers or {}),
-                params=params,
-                data=data,
-                auth=_NO_AUTH,
-                stream=stream,
-                timeout=self.timeout,
-                verify=self.verify,
+        log.debug("%s %s", method, loggable_url(url, params))
+        watch = Watch(self.request_timeout, peer_check)
+        session = self._guarded if peer_check else self._session
+        sent = dict(headers or {})
+        if peer_check:
+            sent["Connection"] = "close"
+        token = CURRENT.set(watch)
+        try:
+            # The connection arms the watch once the request is sent: the deadline is for the
+            # answer, and an upload's body may take as long as it takes.
+            with _deadline(watch, what, self.request_timeout), translate_errors(what):
+                response = session.request(
+                    method,
+                    url,
+                    headers=sent,
+                    params=params,
+                    data=data,
+                    auth=_NO_AUTH,
+                    stream=True,
+                    timeout=(min(CONNECT_TIMEOUT, self.request_timeout), self.request_timeout),
+                    verify=self.verify,
+                    allow_redirects=follow_redirects,
+                )
+        finally:
+            WATCHDOG.disarm(watch)
+            CURRENT.reset(token)
+        log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
+        self._watches[response] = watch
+        return response, watch
+
+
+def _no_close(answer: Answer) -> None:
+    """An `Answer` holds no connection."""
+
+
+def _session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    session.max_redirects = _MAX_REDIRECTS
+    adapter = _WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.hooks["response"].append(_cap_redirect_body)
+    return session
+
+
+def _cap_redirect_body(response: requests.Response, **_: Any) -> requests.Response:
+    """Read a redirect's body here, capped: requests would read all of it before following."""
+    if response.is_redirect:
+        body = response.raw.read(REDIRECT_BODY_LIMIT + 1, decode_content=False)
+        if len(body) > REDIRECT_BODY_LIMIT:
+            response.close()
+            raise RegistryError(
+                f"{response.request.method} {loggable_url(response.url)}: "
+                f"redirect answer larger than {REDIRECT_BODY_LIMIT} bytes"
             )
+        response._content = body
+        watch = CURRENT.get()
+        if watch is not None:
+            WATCHDOG.disarm(watch)  # the connection goes back to the pool; the next hop re-arms
+    return response
+
+
+def read_capped(response: requests.Response, what: str, limit: int) -> bytes:
+    """The body, refusing to hold more than `limit` bytes whatever `Content-Length` claims."""
+    parts: list[bytes] = []
+    total = 0
+    with translate_errors(what):
+        for chunk in response.iter_content(min(CHUNK_SIZE, limit + 1)):
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(f"{what}: answer larger than {limit} bytes")
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+_SAFE_QUERY_KEYS: Final = frozenset({"n", "last", "scope", "service", "digest", "mount", "from"})
+
+
+def loggable_url(url: str, params: Mapping[str, str | Sequence[str]] | None = None) -> str:
+    """A URL fit for a log line: no user info, and query values shown only when harmless."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    for key, value in (params or {}).items():
+        pairs.extend((key, v) for v in ([value] if isinstance(value, str) else value))
+    query = "&".join(f"{k}={v if k in _SAFE_QUERY_KEYS else '…'}" for k, v in pairs)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+@contextlib.contextmanager
+def _deadline(watch: Watch, what: str, seconds: float, *, blob: bool = False) -> Iterator[None]:
+    """Whatever broke or ended early once the watchdog hung up is reported as the deadline."""
+    try:
+        yield
+    except NetworkError as exc:
+        if watch.fired:
+            raise ConnectionDropped(_deadline_message(what, seconds, blob=blob)) from exc
+        raise
+    if watch.fired:
+        raise ConnectionDropped(_deadline_message(what, seconds, blob=blob))
+
+
+def _deadline_message(what: str, seconds: float, *, blob: bool) -> str:
+    if blob:
+        return f"{what}: less than {BLOB_MIN_PROGRESS} bytes arrived in {seconds:g}s"
+    return f"{what}: no complete answer within {seconds:g}s ({REQUEST_TIMEOUT_ENV})"
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections that report to the request's watch."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.poolmanager.PoolManager:
+        manager: urllib3.poolmanager.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = WATCHED_POOLS  # not SOCKS: it has its own pools
+        return manager
 
 
 @contextlib.contextmanager
@@ -244,6 +492,16 @@ def translate_errors(what: str) -> Iterator[None]:
         raise NetworkError(f"{what}: invalid URL") from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise NetworkError(f"{what}: too many redirects") from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise TLSFailure(f"{what}: TLS failed: {_tls_reason(exc)}") from exc
+    except urllib3.exceptions.TimeoutError as exc:
+        raise Unreachable(f"{what}: timed out") from exc
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+        raise ConnectionDropped(f"{what}: connection broke while reading the answer") from exc
+    except requests.exceptions.RequestException as exc:
+        raise NetworkError(f"{what}: {type(exc).__name__.lower()}") from exc
+    except OSError as exc:
+        raise ConnectionDropped(f"{what}: {_connection_reason(exc)}") from exc
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

@@ -8,8 +8,10 @@ path plus query when pages of one path must differ:
 * ``route(method, target, action)`` sets the answer given once the queue is empty.
 
 An action is a ``Reply`` (status, headers, body, and optionally a declared ``Content-Length``
-larger than the body: a truncated answer), a ``Reset`` (drop the connection without answering)
-or a ``Stall`` (answer nothing until the registry stops).
+larger than the body: a truncated answer; ``trickle`` sends it a byte at a time), a ``Reset``
+(drop the connection without answering), a ``Stall`` (answer nothing until the registry
+stops), or a function of the ``SeenRequest`` returning one (an endless pagination, a redirect
+naming the request).
 A HEAD without a script of its own is answered like the GET route of its path, without the body.
 Anything unscripted gets a 404 ``NOT_FOUND`` error naming the request, and ``GET /v2/`` answers
 200 until a test routes it elsewhere. Every answer carries
@@ -31,8 +33,9 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -78,6 +81,11 @@ class Reply:
     declared_length: int | None = None
     send_length: bool = True
     close: bool = False
+    trickle: float | None = None
+    """Seconds between pieces of the body (or of the whole answer with ``trickle_head``)."""
+    trickle_head: bool = False
+    trickle_bytes: int = 1
+    """Bytes in each trickled piece."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ class Stall:
     """Read the request, then answer nothing until the registry stops: a silent server."""
 
 
-Action = Reply | Reset | Stall
+Action = Reply | Reset | Stall | Callable[["SeenRequest"], "Reply | Reset | Stall"]
 
 RESET: Final = Reset()
 RST: Final = Reset(rst=True)
@@ -461,6 +469,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
             server=f"{address[0]}:{address[1]}",
         )
         action = self.server.registry._record(seen)
+        if not isinstance(action, Reply | Reset):
+            action = action(seen)
         try:
             if isinstance(action, Reset):
                 self._reset(action)
@@ -489,6 +499,9 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
     def _answer(self, reply: Reply) -> None:
         head = self.command == "HEAD"
+        if reply.trickle is not None:
+            self._trickle(reply, head)
+            return
         self.send_response(reply.status)
         headers = {API_VERSION_HEADER: API_VERSION, **reply.headers}
         for name, value in headers.items():
@@ -506,6 +519,27 @@ class _FaultHandler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
         if short or reply.close or (not reply.send_length and not head):
             self.close_connection = True
+
+    def _trickle(self, reply: Reply, head: bool) -> None:
+        """The answer ``trickle_bytes`` at a time every ``trickle`` seconds (the head at once
+        unless ``trickle_head``), until sent or the client hangs up."""
+        assert reply.trickle is not None
+        lines = [f"HTTP/1.1 {reply.status} Trickle"]
+        headers = {API_VERSION_HEADER: API_VERSION, **reply.headers}
+        headers.setdefault("Content-Length", str(len(reply.body)))
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        body = b"" if head else reply.body
+        slow = head_bytes + body if reply.trickle_head else body
+        if not reply.trickle_head:
+            self.wfile.write(head_bytes)
+            self.wfile.flush()
+        step = reply.trickle_bytes
+        for index in range(0, len(slow), step):
+            self.wfile.write(slow[index : index + step])
+            self.wfile.flush()
+            time.sleep(reply.trickle)
+        self.close_connection = True
 
     def _reset(self, reset: Reset) -> None:
         self.close_connection = True

@@ -35,7 +35,12 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.selection", VOCABULARY, frozenset()),
     ("regwatch.patterns", ("regwatch.errors",), frozenset({"re2"})),
-    ("regwatch.net", ("regwatch.errors", "regwatch.config"), frozenset({"requests", "urllib3"})),
+    ("regwatch.connections", (), frozenset({"urllib3"})),
+    (
+        "regwatch.net",
+        ("regwatch.errors", "regwatch.config", "regwatch.connections"),
+        frozenset({"requests", "urllib3"}),
+    ),
     ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
     (
         "regwatch.registry.credentials",

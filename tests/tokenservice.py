@@ -167,15 +167,17 @@ def _errors(code: str, message: str) -> dict[str, Any]:
 class TokenService:
     """Issues RS256 JWTs that docker-registry accepts, on ``http://127.0.0.1:<port>/token``.
 
-    Policy: a user with valid Basic credentials gets every requested action on every resource;
-    an anonymous caller gets only ``pull`` on repositories under ``public/``. Wrong credentials
-    get 401. Use ``start()``/``stop()``; ``realm`` goes into the registry's ``auth.token``.
+    Policy: a user with valid Basic credentials gets every requested action on every resource
+    (a user added with ``pull_only`` gets only ``pull``); an anonymous caller gets only ``pull``
+    on repositories under ``public/``. Wrong credentials get 401. Use ``start()``/``stop()``;
+    ``realm`` goes into the registry's ``auth.token``.
     """
 
     def __init__(self, *, issuer: str, service: str, users: Mapping[str, str]) -> None:
         self.issuer = issuer
         self.service = service
         self._users = dict(users)
+        self._pull_only: set[str] = set()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.key_id = libtrust_key_id(self._key.public_key())
         certificate = _self_signed_certificate(self._key, issuer)
@@ -229,6 +231,13 @@ class TokenService:
             self._tokens_issued = 0
             self._empty_access_remaining = 0
 
+    def add_user(self, username: str, password: str, *, pull_only: bool = False) -> None:
+        """Another user; ``pull_only`` users get only ``pull`` whatever they ask for."""
+        with self._lock:
+            self._users[username] = password
+            if pull_only:
+                self._pull_only.add(username)
+
     def issue_empty_access(self, n: int) -> None:
         """Make the next ``n`` tokens grant nothing, so the registry answers 401 to them."""
         with self._lock:
@@ -263,7 +272,9 @@ class TokenService:
         """Apply the policy; scopes naming the same resource are merged, ungranted ones dropped."""
         merged: dict[tuple[str, str], list[str]] = {}
         for scope in scopes:
-            if user:
+            if user in self._pull_only:
+                allowed = ["pull"] if {"pull", "*"} & set(scope.actions) else []
+            elif user:
                 allowed = list(scope.actions)
             elif scope.type == "repository" and scope.name.startswith("public/"):
                 allowed = ["pull"] if {"pull", "*"} & set(scope.actions) else []

@@ -2,29 +2,41 @@
 
 Tokens are cached per (realm, service, scope) until shortly before they expire, so concurrent
 checks of one repository share one token. Credentials go only to the registry itself or to the
-token realm it names, and a realm is refused when following it would leak them.
+token realm it names, and a realm is refused when following it would leak them: an internal
+address (judged on what the host resolves to, and again on the address each connection reaches)
+is allowed only on the registry's own machine, and the token service's redirects are followed
+here, hop by hop, each judged the same way, with credentials only for the realm's own host.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from regwatch.errors import AuthFailed, RegistryError
-from regwatch.net import Transport
-from regwatch.refs import host_without_port, is_loopback, is_loopback_or_private
+from regwatch.net import Transport, loggable_url
+from regwatch.registry.addresses import Address, is_internal, is_local, parse, resolve
+
+log = logging.getLogger(__name__)
 
 _TOKEN_MARGIN = 30.0
 """Seconds before expiry at which a cached token is treated as gone."""
 
 _DEFAULT_TOKEN_LIFETIME = 60.0
 """The distribution spec's default when a token response omits `expires_in`."""
+
+TOKEN_ANSWER_LIMIT = 1024 * 1024
+"""Bytes of a token service's answer; a token is a few KiB."""
+
+_MAX_TOKEN_HOPS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 _CHALLENGE_RE = re.compile(r"(?:^|,)\s*([A-Za-z][A-Za-z0-9_-]*)\s+")
 _PARAM_RE = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
@@ -104,6 +116,7 @@ class Authenticator:
         self._clock = clock
         self._tokens: dict[tuple[str, str, tuple[str, ...]], _Token] = {}
         self._lock = threading.Lock()
+        self._registry_addresses: frozenset[Address] | None = None
         if challenge and challenge.scheme == "bearer":
             self._check_realm(challenge)
 
@@ -154,69 +167,117 @@ class Authenticator:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthFailed(f"registry {self.registry}: bearer challenge without a realm")
-        parts = urlsplit(realm)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
+        self._check_url(urlsplit(realm), realm)
+
+    def _check_url(self, parts: SplitResult, url: str) -> None:
+        """Refuse a token URL that is not http(s), downgrades to http, or is internal elsewhere."""
+        try:
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            host = None
+        if parts.scheme not in ("https", "http") or not host:
             raise AuthFailed(
-                f"registry {self.registry}: token realm {realm!r} is not an http(s) URL"
+                f"registry {self.registry}: token realm {loggable_url(url)!r} is not an http(s) URL"
             )
         if parts.scheme == "http" and self._base.scheme != "http":
             raise AuthFailed(
                 f"registry {self.registry}: refusing plain-http token realm {parts.netloc} "
                 "for a registry reached over https"
             )
-        if is_loopback_or_private(parts.netloc) and not self._realm_host_allowed(parts.netloc):
-            raise AuthFailed(
-                f"registry {self.registry}: refusing token realm on private address {parts.netloc}"
-            )
+        if not self._realm_allowed(resolve(host)):
+            raise self._refused(parts.netloc)
 
-    def _realm_host_allowed(self, realm_netloc: str) -> bool:
-        """A private realm is fine on the registry's own host, or on loopback for a local registry.
-
-        The second half is our answer to the Go original's refusal of a token service on another
-        loopback port (quirk Q20): both ends are this machine, so nothing leaves it.
-        """
-        registry_host = host_without_port(self.registry)
-        realm_host = host_without_port(realm_netloc)
-        return realm_host == registry_host or (
-            is_loopback(registry_host) and is_loopback(realm_host)
+    def _refused(self, where: str) -> AuthFailed:
+        return AuthFailed(
+            f"registry {self.registry}: refusing token realm on private address {where}"
         )
+
+    def _realm_allowed(self, realm: frozenset[Address]) -> bool:
+        """A realm on internal addresses is fine on the registry's own machine only.
+
+        That is: every address the realm reaches is one of the registry's, or both are on
+        loopback. The second half is our answer to the Go original's refusal of a token service
+        on another loopback port (quirk Q20): both ends are this machine, so nothing leaves it.
+        """
+        if not any(is_internal(address) for address in realm):
+            return True
+        registry = self._registry_addresses_here()
+        return realm <= registry or (
+            bool(registry) and all(map(is_local, registry)) and all(map(is_local, realm))
+        )
+
+    def _registry_addresses_here(self) -> frozenset[Address]:
+        if self._registry_addresses is None:
+            self._registry_addresses = resolve(self._base.hostname or "")
+        return self._registry_addresses
+
+    def _check_peer(self, where: str) -> Callable[[str], None]:
+        """The check of the address a token connection actually reached (no DNS rebinding)."""
+
+        def check(peer: str) -> None:
+            address = parse(peer)
+            if address is None or not self._realm_allowed(frozenset({address})):
+                raise self._refused(where)
+
+        return check
 
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> _Token:
         realm = challenge.params["realm"]
-        realm_host = urlsplit(realm).netloc
-        what = f"get token for {' '.join(scopes) or 'registry'} from {realm_host}"
-        params: dict[str, str | list[str]] = {"scope": list(scopes)}
-        if "service" in challenge.params:
+        first = urlsplit(realm)
+        what = f"get token for {' '.join(scopes) or 'registry'} from {first.netloc}"
+        log.debug("fetching a token for %s from %s", " ".join(scopes) or "registry", first.netloc)
+        params: dict[str, str | list[str]] | None = {"scope": list(scopes)}
+        if "service" in challenge.params and params is not None:
             params["service"] = challenge.params["service"]
-        headers = {"Accept": "application/json"}
-        if self._credentials:
-            headers["Authorization"] = self._credentials.basic()
-        response = self._transport.request("GET", realm, what=what, headers=headers, params=params)
-        with response:
-            if response.status_code in (401, 403):
-                hint = (
-                    "check username and password"
-                    if self._credentials
-                    else "the registry needs a username and password"
-                )
-                raise AuthFailed(
-                    f"{what}: {response.status_code} {_reason(response.status_code)}; {hint}",
-                    response.status_code,
-                )
-            if response.status_code != 200:
-                raise RegistryError(
-                    f"{what}: token service answered {response.status_code}", response.status_code
-                )
-            try:
-                body = json.loads(response.content)
-            except (ValueError, RecursionError):
-                raise RegistryError(f"{what}: token service answered with invalid JSON") from None
+        url = realm
+        for _ in range(_MAX_TOKEN_HOPS + 1):
+            parts = urlsplit(url)
+            self._check_url(parts, url)
+            headers = {"Accept": "application/json"}
+            home = (parts.scheme, parts.netloc.lower()) == (first.scheme, first.netloc.lower())
+            if self._credentials and home:
+                headers["Authorization"] = self._credentials.basic()
+            answer = self._transport.fetch(
+                "GET",
+                url,
+                what=what,
+                limit=TOKEN_ANSWER_LIMIT,
+                headers=headers,
+                params=params,
+                follow_redirects=False,
+                peer_check=self._check_peer(parts.netloc),
+            )
+            location = answer.headers.get("Location")
+            if answer.status not in _REDIRECTS:
+                break
+            if not location:
+                raise RegistryError(f"{what}: token service redirected without a Location")
+            url, params = urljoin(answer.url, location), None
+        else:
+            raise RegistryError(f"{what}: more than {_MAX_TOKEN_HOPS} redirects")
+        if answer.status in (401, 403):
+            hint = (
+                "check username and password"
+                if self._credentials
+                else "the registry needs a username and password"
+            )
+            raise AuthFailed(
+                f"{what}: {answer.status} {_reason(answer.status)}; {hint}", answer.status
+            )
+        if answer.status != 200:
+            raise RegistryError(f"{what}: token service answered {answer.status}", answer.status)
+        try:
+            body = json.loads(answer.body)
+        except (ValueError, RecursionError):
+            raise RegistryError(f"{what}: token service answered with invalid JSON") from None
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise RegistryError(f"{what}: no token in the token service's answer")
         lifetime = body.get("expires_in")
-        if not isinstance(lifetime, int | float) or lifetime <= 0:
+        if not isinstance(lifetime, int | float) or not 0 < lifetime < 10**9:
             lifetime = _DEFAULT_TOKEN_LIFETIME
+        log.debug("got a token for %s", " ".join(scopes) or "registry")
         return _Token(value, self._clock() + max(float(lifetime) - _TOKEN_MARGIN, 1.0))
 
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from regwatch.errors import (
     AuthFailed,
+    ConfigError,
     DigestMismatch,
     NetworkError,
     NotFound,
@@ -29,18 +31,27 @@ from regwatch.errors import (
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.documents import declared_media_type
 from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
-from regwatch.net import Readable, Transport, translate_errors
+from regwatch.net import Answer, Readable, Transport, header_int, read_capped
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
 from regwatch.registry.auth import Authenticator, Credentials, preferred_challenge
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """The OCI distribution spec's suggested limit; a bigger manifest is an attack, not an image."""
 
-CHUNK_SIZE = 1024 * 1024
-_MAX_TAG_PAGES = 10_000
+MAX_TAG_PAGES = 1000
+"""Pages of one tag listing; a registry that keeps sending `Link` past this is refused."""
+
+MAX_TAGS = 500_000
+"""Tags of one listing, over all pages: what bounds a listing's memory."""
+
+TAG_PAGE_LIMIT = 4 * 1024 * 1024
+"""Bytes of one tag page (about 100,000 tags)."""
+
 _ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 _ERROR_LIMIT = 1024 * 1024
-_TAGS_LIMIT = 64 * 1024 * 1024
+_PAGE_SIZE = "1000"
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_.:+=-]{1,256}")
+_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -65,24 +76,32 @@ class _Head(enum.Enum):
     INCONCLUSIVE = "inconclusive"
 
 
-@dataclass(frozen=True)
-class _Answer:
-    """A registry response read in full (within a size cap) and closed."""
-
-    status: int
-    reason: str
-    headers: Mapping[str, str]
-    body: bytes
-    url: str
-    next_page: str | None
-
-
 def pull_scope(repository: Repository) -> str:
-    return f"repository:{repository.path}:pull"
+    return f"repository:{checked_path(repository)}:pull"
 
 
 def push_scope(repository: Repository) -> str:
-    return f"repository:{repository.path}:push,pull"
+    return f"repository:{checked_path(repository)}:push,pull"
+
+
+def checked_path(repository: Repository) -> str:
+    """The repository path, refused unless it is distribution grammar, so that neither a URL
+    path nor a token scope can name anything but this repository."""
+    components = repository.path.split("/")
+    if not all(_COMPONENT_RE.fullmatch(c) for c in components) or len(repository.path) > 255:
+        raise ConfigError(f"invalid repository path {repository.path!r}")
+    return repository.path
+
+
+def segment(value: str, what: str) -> str:
+    """One URL path segment holding a tag or digest, built so it cannot change the path.
+
+    Only the characters of the distribution grammars pass: a server that decodes `%2F` or
+    cleans `..` before routing must not see a path we did not mean.
+    """
+    if not _SEGMENT_RE.fullmatch(value) or set(value) == {"."}:
+        raise ConfigError(f"invalid {what} {value!r}")
+    return quote(value, safe=":")
 
 
 class RegistryClient:
@@ -117,21 +136,27 @@ class RegistryClient:
         `NAME_UNKNOWN` or `NOT_FOUND`) has no tags either: what a first push needs.
         """
         what = f"list tags of {repository}"
-        url: str | None = f"{self.base_url}/v2/{repository.path}/tags/list"
+        url: str | None = f"{self._repository_url(repository)}/tags/list?n={_PAGE_SIZE}"
         tags: list[str] = []
         seen: set[str] = set()
         while url is not None:
-            if url in seen or len(seen) >= _MAX_TAG_PAGES:
-                raise RegistryError(f"{what}: pagination does not end")
+            if url in seen:
+                raise RegistryError(f"{what}: pagination does not end (a page links to itself)")
+            if len(seen) >= MAX_TAG_PAGES:
+                raise RegistryError(f"{what}: more than {MAX_TAG_PAGES} pages of tags")
             seen.add(url)
-            answer = self._exchange("GET", url, (pull_scope(repository),), what, limit=_TAGS_LIMIT)
+            scopes = (pull_scope(repository),)
+            answer = self._exchange("GET", url, scopes, what, limit=TAG_PAGE_LIMIT)
             if answer.status == 404 and not _registry_errors(answer.body):
                 return tags
             if answer.status == 404 and new_ok and _first_code(answer.body) in _UNKNOWN_NAME:
                 return tags
             self._expect(answer, what, 200)
             tags.extend(_tags_from(answer, what))
-            url = self._same_registry(answer.next_page, what) if answer.next_page else None
+            if len(tags) > MAX_TAGS:
+                raise RegistryError(f"{what}: more than {MAX_TAGS} tags")
+            link = next_page(answer.headers.get("Link"), answer.url, what)
+            url = self._same_registry(link, what) if link else None
         return tags
 
     def resolve(self, reference: Reference) -> Descriptor | None:
@@ -163,12 +188,12 @@ class RegistryClient:
         if answer.status == 404:
             return _Head.MISSING
         media_type = _media_type(answer.headers.get("Content-Type"))
-        length = answer.headers.get("Content-Length", "")
+        length = header_int(answer.headers.get("Content-Length"))
         digest = answer.headers.get("Docker-Content-Digest", "")
-        conclusive = answer.status == 200 and bool(media_type and length.isdigit() and digest)
-        if not conclusive or (reference.digest and digest != reference.digest):
+        conclusive = answer.status == 200 and bool(media_type and length is not None and digest)
+        if not conclusive or length is None or (reference.digest and digest != reference.digest):
             return _Head.INCONCLUSIVE
-        return Descriptor(media_type, digest, int(length))
+        return Descriptor(media_type, digest, length)
 
     def get_manifest(self, reference: Reference) -> Manifest:
         """GET a manifest and check it hashes to the digest it was asked for; 404 is NotFound."""
@@ -203,22 +228,34 @@ class RegistryClient:
     ) -> Iterator[VerifyingReader]:
         """Stream a blob; reading it to the end verifies its digest (and size, when given)."""
         what = f"download blob {digest} of {repository}"
-        url = f"{self.base_url}/v2/{repository.path}/blobs/{digest}"
-        with self._send("GET", url, (pull_scope(repository),), what, stream=True) as response:
+        url = self._blob_url(repository, digest)
+        auth = self._connected().authenticator
+        scopes = (pull_scope(repository),)
+
+        def send(scopes: tuple[str, ...]) -> requests.Response:
+            value = auth.authorization(scopes)
+            headers = {"Authorization": value} if value else {}
+            return self._transport.request("GET", url, what=what, headers=headers)
+
+        response = send(scopes)
+        challenge = response.headers.get("WWW-Authenticate")
+        if response.status_code == 401 and auth.refresh(scopes, challenge):
+            response.close()
+            response = send(auth.scopes_with(scopes, challenge))
+        with response:
             if response.status_code != 200:
-                raise self._error(_read_answer(response, what, _ERROR_LIMIT), what)
-            yield VerifyingReader(_stream(response, what), digest, size, what)
+                raise self._error(_error_answer(response, what), what)
+            yield VerifyingReader(self._transport.chunks(response, what), digest, size, what)
 
     def blob_size(self, repository: Repository, digest: str) -> int | None:
         """The size of a blob the registry has, or None when it does not have it."""
         what = f"check blob {digest} in {repository}"
-        url = f"{self.base_url}/v2/{repository.path}/blobs/{digest}"
+        url = self._blob_url(repository, digest)
         answer = self._exchange("HEAD", url, (pull_scope(repository),), what)
         if answer.status == 404:
             return None
         self._expect(answer, what, 200)
-        length = answer.headers.get("Content-Length", "")
-        return int(length) if length.isdigit() else 0
+        return header_int(answer.headers.get("Content-Length")) or 0
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -253,8 +290,8 @@ class RegistryClient:
     def mount_blob(self, repository: Repository, digest: str, source: Repository) -> bool:
         """Ask the registry to link a blob from another repository; False if it would not."""
         what = f"mount blob {digest} from {source} into {repository}"
-        url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
-        query = {"mount": digest, "from": source.path}
+        url = f"{self._repository_url(repository)}/blobs/uploads/"
+        query = {"mount": segment(digest, "digest"), "from": checked_path(source)}
         scopes = (push_scope(repository), pull_scope(source))
         answer = self._exchange("POST", url, scopes, what, params=query)
         if answer.status == 201:
@@ -286,7 +323,7 @@ class RegistryClient:
 
     def _start_upload(self, repository: Repository, what: str) -> str | None:
         """An upload session's URL, or None when the registry says it has the blob (201)."""
-        url = f"{self.base_url}/v2/{repository.path}/blobs/uploads/"
+        url = f"{self._repository_url(repository)}/blobs/uploads/"
         headers = {"Content-Type": "application/json"}
         answer = self._exchange("POST", url, (push_scope(repository),), what, headers)
         if answer.status == 201:
@@ -333,7 +370,7 @@ class RegistryClient:
         with contextlib.suppress(RegistryError, NetworkError):
             self._exchange("DELETE", location, (push_scope(repository),), what)
 
-    def _location(self, answer: _Answer, what: str) -> str:
+    def _location(self, answer: Answer, what: str) -> str:
         location = answer.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: the registry gave no upload location")
@@ -347,8 +384,18 @@ class RegistryClient:
             raise RegistryError(f"{what}: the registry pointed to another host ({target.netloc})")
         return url
 
+    def _repository_url(self, repository: Repository) -> str:
+        path = checked_path(repository)  # before the ping: a bad path sends nothing
+        return f"{self.base_url}/v2/{path}"
+
     def _manifest_url(self, reference: Reference) -> str:
-        return f"{self.base_url}/v2/{reference.repository.path}/manifests/{reference.identifier}"
+        kind = "digest" if reference.digest else "tag"
+        identifier = segment(reference.identifier, kind)
+        return f"{self._repository_url(reference.repository)}/manifests/{identifier}"
+
+    def _blob_url(self, repository: Repository, digest: str) -> str:
+        identifier = segment(digest, "digest")
+        return f"{self._repository_url(repository)}/blobs/{identifier}"
 
     def _exchange(
         self,
@@ -362,55 +409,35 @@ class RegistryClient:
         data: bytes | Readable | None = None,
         retry: bool | None = None,
         limit: int = _ERROR_LIMIT,
-    ) -> _Answer:
-        """A request whose whole answer fits in memory: read it (capped), close it."""
-        response = self._send(
-            method, url, scopes, what, headers, params=params, data=data, stream=True, retry=retry
-        )
-        with response:
-            return _read_answer(response, what, limit)
+    ) -> Answer:
+        """One request with our credentials, its whole answer read within `limit` bytes.
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        scopes: tuple[str, ...],
-        what: str,
-        headers: Mapping[str, str] | None = None,
-        *,
-        params: Mapping[str, str] | None = None,
-        data: bytes | Readable | None = None,
-        stream: bool = False,
-        retry: bool | None = None,
-    ) -> requests.Response:
-        """One request with our credentials; on a 401 the token is renewed once and resent.
-
-        Every URL reaching here is on the registry's own host (`_same_registry`), so the
-        `Authorization` header never travels elsewhere; requests drops it on redirects.
+        On a 401 the token is renewed once and the request resent. Every URL reaching here is
+        on the registry's own host (`_same_registry`), so the `Authorization` header never
+        travels elsewhere; requests drops it on redirects to other hosts.
         """
         auth = self._connected().authenticator
 
-        def attempt(scopes: tuple[str, ...]) -> requests.Response:
+        def attempt(scopes: tuple[str, ...]) -> Answer:
             value = auth.authorization(scopes)
             merged = {**(headers or {}), **({"Authorization": value} if value else {})}
-            return self._transport.request(
+            return self._transport.fetch(
                 method,
                 url,
                 what=what,
+                limit=limit,
                 headers=merged,
                 params=params,
                 data=data,
-                stream=stream,
                 retry=retry,
             )
 
-        response = attempt(scopes)
-        if response.status_code != 401 or hasattr(data, "read"):
-            return response
-        challenge = response.headers.get("WWW-Authenticate")
+        answer = attempt(scopes)
+        if answer.status != 401 or hasattr(data, "read"):
+            return answer
+        challenge = answer.headers.get("WWW-Authenticate")
         if not auth.refresh(scopes, challenge):
-            return response
-        response.close()
+            return answer
         return attempt(auth.scopes_with(scopes, challenge))
 
     def _connected(self) -> _Connection:
@@ -420,17 +447,19 @@ class RegistryClient:
             return self._connection
 
     def _ping(self) -> _Connection:
-        """GET /v2/ over https, then plain http where allowed; the first answer fixes the scheme."""
+        """GET /v2/ over https, then plain http where allowed; the first answer fixes the scheme.
+
+        When https failed but plain http got an HTTP answer, that answer is the report: the
+        server speaks plain HTTP. Only a certificate failure (the server does speak TLS) or
+        no answer at all keeps the TLS reason.
+        """
         what = f"ping {self.registry}"
         failures: list[NetworkError] = []
         schemes = ("https", "http") if self._plain_http_allowed else ("https",)
         for scheme in schemes:
             base = f"{scheme}://{self._wire_host}"
             try:
-                with self._transport.request(
-                    "GET", f"{base}/v2/", what=what, stream=True
-                ) as response:
-                    answer = _read_answer(response, what, _ERROR_LIMIT)
+                answer = self._transport.fetch("GET", f"{base}/v2/", what=what, limit=_ERROR_LIMIT)
             except NetworkError as exc:
                 failures.append(exc)
                 continue
@@ -438,18 +467,18 @@ class RegistryClient:
             if answer.status == 200 or (answer.status == 401 and challenge is not None):
                 auth = Authenticator(self._transport, base, self._credentials, challenge)
                 return _Connection(base, auth)
-            if failures and isinstance(failures[0], TLSFailure):
+            if failures and _speaks_tls(failures[0]):
                 break
             if answer.status == 401:
                 raise AuthFailed(f"{what}: 401 with no challenge regwatch can answer", 401)
             raise self._error(answer, what)
         raise _combined(failures, self.registry)
 
-    def _expect(self, answer: _Answer, what: str, status: int) -> None:
+    def _expect(self, answer: Answer, what: str, status: int) -> None:
         if answer.status != status:
             raise self._error(answer, what)
 
-    def _error(self, answer: _Answer, what: str) -> RegistryError:
+    def _error(self, answer: Answer, what: str) -> RegistryError:
         return _status_error(answer, what, anonymous=self._credentials is None)
 
 
@@ -468,20 +497,26 @@ def _combined(failures: list[NetworkError], registry: str) -> NetworkError:
     )
 
 
+def _speaks_tls(error: NetworkError) -> bool:
+    """Whether an https failure shows a TLS server (its certificate was the problem)."""
+    return isinstance(error, TLSFailure) and "certificate verify failed" in str(error)
+
+
 def _tail(error: NetworkError) -> str:
     return str(error).split(": ", 1)[-1]
 
 
-def _status_error(answer: _Answer, what: str, *, anonymous: bool) -> RegistryError:
+def _status_error(answer: Answer, what: str, *, anonymous: bool) -> RegistryError:
     status = answer.status
     detail = _registry_errors(answer.body) or answer.reason.lower() or "error"
     message = f"{what}: {status} {detail}"
     if status == 401:
-        hint = (
-            "the registry needs a username and password"
-            if anonymous
-            else ("check username and password")
-        )
+        if anonymous:
+            hint = "the registry needs a username and password"
+        elif _insufficient_scope(answer):
+            hint = f"the credentials lack {_access_wanted(answer)} access"
+        else:
+            hint = "check username and password"
         return AuthFailed(f"{message}; {hint}", status)
     if status == 403:
         return AuthFailed(f"{message}; the credentials lack access", status)
@@ -490,6 +525,22 @@ def _status_error(answer: _Answer, what: str, *, anonymous: bool) -> RegistryErr
     if status == 429:
         return RateLimited(f"{message}; still rate-limited after retrying", status)
     return RegistryError(message, status)
+
+
+def _insufficient_scope(answer: Answer) -> bool:
+    """Whether a 401 says the credentials are right but the token lacks the asked scope."""
+    challenge = preferred_challenge(answer.headers.get("WWW-Authenticate", ""))
+    return challenge is not None and challenge.params.get("error") == "insufficient_scope"
+
+
+def _access_wanted(answer: Answer) -> str:
+    challenge = preferred_challenge(answer.headers.get("WWW-Authenticate", ""))
+    actions = {
+        action
+        for scope in (challenge.scopes if challenge else ())
+        for action in scope.rpartition(":")[2].split(",")
+    }
+    return "push" if "push" in actions else "the needed"
 
 
 def _registry_errors(body: bytes) -> str:
@@ -522,31 +573,25 @@ def _first_code(body: bytes) -> str | None:
         return None
 
 
-def _read_answer(response: requests.Response, what: str, limit: int) -> _Answer:
-    parts: list[bytes] = []
-    total = 0
-    for chunk in _stream(response, what):
-        total += len(chunk)
-        if total > limit:
-            raise RegistryError(f"{what}: answer larger than {limit} bytes")
-        parts.append(chunk)
-    link = response.links.get("next", {}).get("url")
-    return _Answer(
-        status=response.status_code,
-        reason=response.reason or "",
-        headers=response.headers,
-        body=b"".join(parts),
-        url=response.url,
-        next_page=urljoin(response.url, link) if link else None,
-    )
+def next_page(link: str | None, url: str, what: str) -> str | None:
+    """The next page a `Link` header names (spec §3.3.1): the URL between the first `<` and
+    `>`, resolved against the request's URL; `rel` is not inspected, as in the Go resource."""
+    if link is None or not link.strip():
+        return None
+    link = link.strip()
+    end = link.find(">")
+    if not link.startswith("<") or end == -1:
+        raise RegistryError(f"{what}: the registry sent an invalid Link header")
+    return urljoin(url, link[1:end])
 
 
-def _stream(response: requests.Response, what: str) -> Iterator[bytes]:
-    with translate_errors(what):
-        yield from response.iter_content(CHUNK_SIZE)
+def _error_answer(response: requests.Response, what: str) -> Answer:
+    """A streamed error answer, read (capped) for its registry error codes."""
+    body = read_capped(response, what, _ERROR_LIMIT)
+    return Answer(response.status_code, response.reason or "", response.headers, body, response.url)
 
 
-def _tags_from(answer: _Answer, what: str) -> list[str]:
+def _tags_from(answer: Answer, what: str) -> list[str]:
     try:
         body = json.loads(answer.body)
     except (ValueError, RecursionError):

@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -29,7 +29,7 @@ from regwatch.errors import (
     RegwatchError,
     Unreachable,
 )
-from regwatch.net import RetryPolicy, Transport
+from regwatch.net import Answer, RetryPolicy, Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import MAX_MANIFEST_BYTES, Descriptor, RegistryClient
@@ -96,33 +96,22 @@ class GuardedTransport(Transport):
     blocked: list[tuple[str, str, bool]] = field(default_factory=list)
     """(method, url, carried an Authorization header) of every refused request."""
 
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        what: str,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str | Sequence[str]] | None = None,
-        data: bytes | BinaryIO | None = None,
-        stream: bool = False,
-        retry: bool | None = None,
-    ) -> requests.Response:
+    def fetch(self, method: str, url: str, **kwargs: Any) -> Answer:
+        self._guard(method, url, kwargs)
+        return super().fetch(method, url, **kwargs)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        self._guard(method, url, kwargs)
+        return super().request(method, url, **kwargs)
+
+    def _guard(self, method: str, url: str, kwargs: Mapping[str, Any]) -> None:
         host = urlsplit(url).hostname or ""
         if not _is_loopback(host):
-            with_auth = any(k.lower() == "authorization" for k in headers or {})
+            with_auth = any(k.lower() == "authorization" for k in kwargs.get("headers") or {})
             self.blocked.append((method, url, with_auth))
-            raise Unreachable(f"{what}: blocked by the test, {host} is not on this machine")
-        return super().request(
-            method,
-            url,
-            what=what,
-            headers=headers,
-            params=params,
-            data=data,
-            stream=stream,
-            retry=retry,
-        )
+            raise Unreachable(
+                f"{kwargs['what']}: blocked by the test, {host} is not on this machine"
+            )
 
 
 def _is_loopback(host: str) -> bool:
@@ -548,7 +537,7 @@ def test_link_pagination_over_three_pages(
 
     assert client.list_tags(repo) == ["a", "b", "c", "d", "e"]
     assert [r.target for r in fault_registry.requests_seen if r.path == TAGS] == [
-        TAGS,
+        f"{TAGS}?n=1000",  # spec §3.3.1: the first page asks for 1000
         page2,
         page3,
     ]
@@ -612,7 +601,8 @@ def test_link_loop_is_refused(
         client.list_tags(repo)
 
     assert "pagination does not end" in one_line(caught.value)
-    assert fault_registry.count("GET", TAGS) == cycle
+    # The first page is `?n=1000`; the loop closes on the first URL seen twice.
+    assert fault_registry.count("GET", TAGS) == cycle + 1
 
 
 def test_tags_404_without_body_means_no_tags(

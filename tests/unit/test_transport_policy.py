@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from regwatch.errors import ConfigError
-from regwatch.net import RetryPolicy, is_transient_status, retry_after_seconds
+from regwatch.net import (
+    RetryPolicy,
+    header_int,
+    is_transient_status,
+    loggable_url,
+    request_timeout_from_env,
+    retry_after_seconds,
+)
 
 
 def test_default_schedule_is_the_go_resources() -> None:
@@ -71,3 +78,71 @@ def test_retry_after_header(value: str | None, seconds: float | None) -> None:
 )
 def test_transient_statuses(status: int, transient: bool) -> None:
     assert is_transient_status(status) is transient
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "1e999", "NaN", "-0.5"])
+def test_unusable_base_is_a_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="REGWATCH_RETRY_BASE_SECONDS"):
+        RetryPolicy.from_env({"REGWATCH_RETRY_BASE_SECONDS": raw})
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"), [(None, 60.0), ("", 60.0), ("5", 5.0), ("0.25", 0.25), (" 90 ", 90.0)]
+)
+def test_request_timeout_from_environment(raw: str | None, seconds: float) -> None:
+    environ = {} if raw is None else {"REGWATCH_REQUEST_TIMEOUT_SECONDS": raw}
+    assert request_timeout_from_env(environ) == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "1e999", "soon", "1s"])
+def test_unusable_request_timeout_is_a_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError, match="REGWATCH_REQUEST_TIMEOUT_SECONDS") as caught:
+        request_timeout_from_env({"REGWATCH_REQUEST_TIMEOUT_SECONDS": raw})
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["²", "1²", "¹", "٣", "½", "1e3", "-1", "1.5", "0x10", "+3"])
+def test_retry_after_takes_ascii_digits_only(value: str) -> None:
+    assert retry_after_seconds(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        ("0", 0),
+        ("1234", 1234),
+        (" 42 ", 42),
+        ("²", None),
+        ("٣", None),
+        ("-5", None),
+        ("", None),
+        (None, None),
+        ("1" * 40, None),
+        ("12abc", None),
+    ],
+)
+def test_header_int(value: str | None, number: int | None) -> None:
+    assert header_int(value) == number
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "logged"),
+    [
+        ("https://r.io/v2/a/tags/list?n=1000", None, "https://r.io/v2/a/tags/list?n=1000"),
+        ("https://u:pw@r.io/v2/", None, "https://r.io/v2/"),
+        (
+            "https://r.io/v2/a/blobs/uploads/x?_state=SECRET&digest=sha256:ab",
+            None,
+            "https://r.io/v2/a/blobs/uploads/x?_state=…&digest=sha256:ab",
+        ),
+        (
+            "https://auth.io/token",
+            {"scope": ["repository:a:pull"], "service": "s", "account": "bob"},
+            "https://auth.io/token?scope=repository:a:pull&service=s&account=…",
+        ),
+    ],
+)
+def test_loggable_url_hides_what_can_be_secret(
+    url: str, params: dict[str, str | list[str]] | None, logged: str
+) -> None:
+    assert loggable_url(url, params) == logged
