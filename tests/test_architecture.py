@@ -33,6 +33,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.versioning", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.selection", VOCABULARY, frozenset()),
+    ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
     ("regwatch.net", ("regwatch.errors", "regwatch.config"), frozenset({"requests", "urllib3"})),
     ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
     (
