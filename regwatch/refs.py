@@ -142,10 +142,20 @@ def parse_tag(text: str) -> str:
     """Validate a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, as the distribution spec says."""
     if not is_tag(text):
         raise ConfigError(
-            f"invalid tag {text!r}: a tag is 1 to 128 letters, digits, '_', '.' and '-', "
+            f"invalid tag {_shown(text)}: a tag is 1 to 128 letters, digits, '_', '.' and '-', "
             "not starting with '.' or '-'"
         )
     return text
+
+
+_SHOWN_CHARACTERS = 160
+
+
+def _shown(text: str) -> str:
+    """The value quoted for an error, cut short when it is far longer than any valid one."""
+    if len(text) <= _SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:64]!r}… ({len(text)} characters)"
 
 
 def is_digest(text: object) -> TypeGuard[str]:
@@ -157,7 +167,8 @@ def parse_digest(text: str) -> str:
     """Validate a `sha256:` or `sha512:` digest in its canonical lower-case hex form."""
     if not _DIGEST_RE.fullmatch(text):
         raise ConfigError(
-            f"invalid digest {text!r}: expected sha256:<64 hex digits> or sha512:<128 hex digits>"
+            f"invalid digest {_shown(text)}: expected sha256:<64 hex digits> "
+            "or sha512:<128 hex digits>"
         )
     return text
 
