@@ -35,7 +35,7 @@ _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
 
 
 class _Payload(BaseModel):
-    """Strict, frozen, case-insensitive keys; `""` for an optional string means unset."""
+    """Frozen, case-insensitive keys, strict types; `null`, and `""` for most fields, mean unset."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     _keep_empty: ClassVar[frozenset[str]] = frozenset()
