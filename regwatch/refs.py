@@ -58,11 +58,21 @@ class Repository:
 
 @dataclass(frozen=True)
 class Reference:
-    """A repository plus a tag or a digest (a digest wins when both are given)."""
+    """A repository plus a tag or a digest (a digest wins when both are given).
+
+    Both are checked against the distribution grammar when the value is built, so no
+    reference that reaches a URL can carry `/`, `..`, `?` or `#` into its path.
+    """
 
     repository: Repository
     tag: str | None = None
     digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tag is not None:
+            parse_tag(self.tag)
+        if self.digest is not None:
+            parse_digest(self.digest)
 
     @property
     def identifier(self) -> str:
@@ -113,12 +123,39 @@ def parse_reference(text: str) -> Reference:
     tag: str | None = None
     if colon > slash:
         name, tag = name[:colon], name[colon + 1 :]
-        if not _TAG_RE.fullmatch(tag):
-            raise ConfigError(
-                f"invalid tag {tag!r} in {text!r}: a tag is up to 128 letters, digits, "
-                "'_', '.' and '-', not starting with '.' or '-'"
-            )
+        parse_tag(tag)
     return Reference(parse_repository(name), tag=tag, digest=digest or None)
+
+
+def is_reference(text: str) -> bool:
+    """Whether `text` names a tag or a digest, not just a repository."""
+    name, at, _ = text.partition("@")
+    return bool(at) or name.rfind(":") > name.rfind("/")
+
+
+def is_tag(text: object) -> TypeGuard[str]:
+    """Whether `text` is a tag the distribution grammar allows."""
+    return isinstance(text, str) and _TAG_RE.fullmatch(text) is not None
+
+
+def parse_tag(text: str) -> str:
+    """Validate a tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`, as the distribution spec says."""
+    if not is_tag(text):
+        raise ConfigError(
+            f"invalid tag {_shown(text)}: a tag is 1 to 128 letters, digits, '_', '.' and '-', "
+            "not starting with '.' or '-'"
+        )
+    return text
+
+
+_SHOWN_CHARACTERS = 160
+
+
+def _shown(text: str) -> str:
+    """The value quoted for an error, cut short when it is far longer than any valid one."""
+    if len(text) <= _SHOWN_CHARACTERS:
+        return repr(text)
+    return f"{text[:64]!r}… ({len(text)} characters)"
 
 
 def is_digest(text: object) -> TypeGuard[str]:
@@ -130,7 +167,8 @@ def parse_digest(text: str) -> str:
     """Validate a `sha256:` or `sha512:` digest in its canonical lower-case hex form."""
     if not _DIGEST_RE.fullmatch(text):
         raise ConfigError(
-            f"invalid digest {text!r}: expected sha256:<64 hex digits> or sha512:<128 hex digits>"
+            f"invalid digest {_shown(text)}: expected sha256:<64 hex digits> "
+            "or sha512:<128 hex digits>"
         )
     return text
 

@@ -116,6 +116,30 @@ def parse_version(text: str) -> Version | None:
     return Version(numbers[0], numbers[1], numbers[2], prerelease, metadata, text)
 
 
+_SHAPE = re.compile(
+    rf"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
+    rf"(?:-({_IDENTIFIERS.pattern}))?(?:\+{_IDENTIFIERS.pattern})?"
+)
+_SHOWN_DIGITS = 40
+
+
+def why_not_a_version(text: str) -> str | None:
+    """What is wrong with a text that looks like a version but is none (Masterminds' errors).
+
+    None when the text does not even have a version's shape: Masterminds' `ErrInvalidSemVer`.
+    """
+    match = _SHAPE.fullmatch(text)
+    if match is None:
+        return None
+    for segment in match.groups()[:3]:
+        if segment is not None and _uint64(segment) is None:
+            shown = segment if len(segment) <= _SHOWN_DIGITS else f"of {len(segment)} digits"
+            return f"version segment {shown} is too large (the largest is {_UINT64_MAX})"
+    if match[4] is not None and not _valid_prerelease(match[4]):
+        return "version segment starts with 0"
+    return None
+
+
 def _valid_prerelease(prerelease: str) -> bool:
     if not _IDENTIFIERS.fullmatch(prerelease):
         return False

@@ -41,6 +41,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         ("regwatch.errors", "regwatch.config", "regwatch.connections"),
         frozenset({"requests", "urllib3"}),
     ),
+    ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
     ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
     (
         "regwatch.registry.credentials",

@@ -14,7 +14,7 @@ from regwatch.image.manifests import wanted_platform
 from regwatch.net import Transport
 from regwatch.observe import ImageFacts, observe
 from regwatch.projections.versions import check_versions
-from regwatch.refs import Reference, Repository, parse_digest, parse_repository
+from regwatch.refs import Reference, Repository, is_tag, parse_digest, parse_repository
 from regwatch.registry.client import RegistryClient
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> list[Version]:
     """Concourse `check`: the mirror first for Docker Hub images, then the origin (spec §3–4)."""
     refuse_unsupported(source)
+    if source.tag and source.tag_regex:
+        log.warning("tag_regex is ignored: tag %r is set, and tag wins (tag mode)", source.tag)
     origin = _parse_origin(source)
     mirror = mirror_of(origin, source)
     with open_store(source) as store:
@@ -111,7 +113,16 @@ class _Reader:
         )
 
     def list_tags(self) -> list[str]:
-        return self._client.list_tags(self._repository)
+        """The listing without names no registry can hold, which no request may carry."""
+        listed = self._client.list_tags(self._repository)
+        valid = [tag for tag in listed if is_tag(tag)]
+        if len(valid) < len(listed):
+            log.warning(
+                "%s listed %d invalid tag name(s); ignoring them",
+                self._repository,
+                len(listed) - len(valid),
+            )
+        return valid
 
     def digest(self, reference: str) -> str | None:
         ref = self._reference(reference)

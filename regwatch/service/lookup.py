@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from regwatch.errors import NotFound
-from regwatch.refs import parse_reference, parse_repository
+from regwatch.errors import ConfigError, NotFound
+from regwatch.refs import is_reference, parse_reference, parse_repository
 from regwatch.service.wiring import Access, connect
 
 
 def list_tags(repository: str, access: Access) -> list[str]:
+    if is_reference(repository):
+        raise ConfigError(
+            f"tags takes a repository, not a reference: {repository!r} names a tag or digest"
+        )
     repo = parse_repository(repository)
     return connect(repo.registry, access).list_tags(repo)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import logging
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,11 +17,12 @@ from regwatch.config import PutParams, Source, Version
 from regwatch.download import Layer, NoProgress, Progress
 from regwatch.errors import ConfigError, RegwatchError, StoreError
 from regwatch.events import ImagePushed
+from regwatch.gofilepath import escape, glob, join
 from regwatch.image.loading import BlobSource, LoadedImage, load_image
 from regwatch.net import Readable, RetryPolicy, Transport
 from regwatch.observe import Observation
 from regwatch.projections.aliases import decide_aliases, version_tag
-from regwatch.refs import Reference, Repository, parse_repository
+from regwatch.refs import Reference, Repository, parse_repository, parse_tag
 from regwatch.registry.client import RegistryClient
 from regwatch.service.wiring import (
     Access,
@@ -36,7 +38,7 @@ from regwatch.service.wiring import (
     utc_now,
 )
 from regwatch.versioning import Version as SemVersion
-from regwatch.versioning import parse_version
+from regwatch.versioning import parse_version, why_not_a_version
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +99,23 @@ def put(
 def _tags_to_push(
     source: Source, params: PutParams, source_dir: Path, repository: Repository, now: Clock
 ) -> list[str]:
-    """source tag, version tag, aliases, additional tags: in that order (spec §6.6)."""
+    """source tag, version tag, aliases, additional tags: in that order (spec §6.6).
+
+    Every tag is checked against the distribution grammar before the alias listing, the one
+    request made here, so an invalid tag never reaches the registry.
+    """
+    version = _out_version(params.version) if params.version else None
+    extra = _additional_tags(source_dir, params.additional_tags)
+    if params.tag_prefix and not extra:
+        raise ConfigError("tag_prefix can only be used when additional_tags are specified")
+    prefix = params.tag_prefix or ""
+    extra = [_valid(f"{prefix}{tag}", _extra_origin(prefix)) for tag in extra]
     tags: list[str] = [source.tag] if source.tag else []
-    if params.version:
-        version = _out_version(params.version)
-        tags.append(version_tag(version, source.variant))
+    if version is not None:
+        tags.append(_valid(version_tag(version, source.variant), "params.version"))
         if params.bump_aliases and not version.prerelease:
+            for alias in decide_aliases([], version, source.variant).aliases:
+                _valid(alias, "params.version with bump_aliases")
             try:
                 existing = _observe_listing(source, repository, now)
             except RegwatchError as exc:
@@ -111,25 +124,33 @@ def _tags_to_push(
             for reason in decision.held_back:
                 log.info("%s", reason)
             tags.extend(decision.aliases)
-    extra = _additional_tags(source_dir, params.additional_tags)
-    if params.tag_prefix and not extra:
-        raise ConfigError("tag_prefix can only be used when additional_tags are specified")
-    tags.extend(f"{params.tag_prefix or ''}{tag}" for tag in extra)
+    tags.extend(extra)
     if not tags:
         raise ConfigError("no tag specified - need either 'version:' in params or 'tag:' in source")
     return tags
 
 
-_LOOSE_VERSION = re.compile(r"v?[0-9]+(\.[0-9]+){0,2}(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+def _valid(tag: str, origin: str) -> str:
+    try:
+        return parse_tag(tag)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _extra_origin(prefix: str) -> str:
+    return (
+        f"params.additional_tags with tag_prefix {prefix!r}" if prefix else "params.additional_tags"
+    )
 
 
 def _out_version(text: str) -> SemVersion:
     version = parse_version(text)
     if version is not None:
         return version
-    if _LOOSE_VERSION.fullmatch(text):
-        raise ConfigError("failed to parse version: version segment starts with 0")
-    raise ConfigError(f'invalid semantic version: "{text}"')
+    reason = why_not_a_version(text)
+    if reason is None:
+        raise ConfigError(f'invalid semantic version: "{text}"')
+    raise ConfigError(f"failed to parse version: {reason}")
 
 
 def _observe_listing(source: Source, repository: Repository, now: Clock) -> list[str]:
@@ -141,24 +162,51 @@ def _observe_listing(source: Source, repository: Repository, now: Clock) -> list
     return list(listed)
 
 
+MAX_ADDITIONAL_TAGS_BYTES = 1024 * 1024
+"""A tags file is a few words; anything bigger is a mistake (or /dev/zero), not tags."""
+
+_GO_SPACE = re.compile("[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+")
+"""Go's `unicode.IsSpace`, which `strings.Fields` splits on (Python's `split` differs)."""
+
+
 def _additional_tags(source_dir: Path, name: str | None) -> list[str]:
+    """The words of the file `name` below SRC, found as Go's `filepath.Join` finds it."""
     if not name:
         return []
-    path = source_dir / name
+    path = join(str(source_dir), name)
     try:
-        return path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        content = _read_small_file(path, MAX_ADDITIONAL_TAGS_BYTES)
+    except OSError as exc:
+        reason = exc.strerror if exc.strerror else str(exc)
         raise ConfigError(
             f'could not parse additional tags: failed to read file at "{path}": {reason}'
         ) from exc
+    text = content.decode("utf-8", errors="surrogateescape")
+    return [word for word in _GO_SPACE.split(text) if word]
+
+
+def _read_small_file(path: str, limit: int) -> bytes:
+    """A regular file's bytes, refused beyond `limit`; opening never blocks on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(0, f"larger than {limit // 1024} KiB")
+    return content
 
 
 def _glob_one(source_dir: Path, pattern: str) -> Path:
-    """Exactly one path matching `pattern` below the sources directory."""
-    if pattern.count("[") != pattern.count("]"):
-        raise ConfigError(f"failed to glob path '{pattern}': syntax error in pattern")
-    matches = sorted(glob.glob(str(source_dir / pattern), include_hidden=True))
+    """Exactly one path matching `pattern` below the sources directory, as Go's Glob finds it.
+
+    The pattern is joined to SRC with `filepath.Join`, so `/image.tar` is SRC's `image.tar`;
+    SRC itself is matched literally, whatever characters its name holds.
+    """
+    try:
+        matches = glob(join(escape(str(source_dir)), pattern))
+    except ConfigError as exc:
+        raise ConfigError(f"failed to glob path '{pattern}': {exc}") from None
     if not matches:
         raise ConfigError(f"no files match glob '{pattern}'")
     if len(matches) > 1:

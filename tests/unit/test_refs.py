@@ -7,9 +7,11 @@ from regwatch.refs import (
     Reference,
     Repository,
     is_loopback_or_private,
+    is_reference,
     parse_reference,
     parse_registry,
     parse_repository,
+    parse_tag,
     plain_http_allowed,
 )
 
@@ -167,3 +169,64 @@ def test_registry_hosts_are_validated() -> None:
     assert parse_registry("My.Registry:5000") == "my.registry:5000"
     with pytest.raises(ConfigError, match="invalid registry host"):
         parse_registry("a b")
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "../../../victim/other/manifests/pwned",
+        "feature?x",
+        "a/b",
+        "x#y",
+        "a%2F..",
+        "",
+        ".",
+        "..",
+        "-x",
+        "a" * 129,
+        "new\nline",
+        "tab\t",
+    ],
+)
+def test_a_reference_cannot_hold_an_invalid_tag(tag: str) -> None:
+    """Validated in the value itself: no code path can build a URL from such a tag."""
+    with pytest.raises(ConfigError, match="invalid tag"):
+        Reference(Repository("r.io", "app"), tag=tag)
+
+
+@pytest.mark.parametrize(
+    "digest",
+    ["md5:abc", "sha256:../x", "sha256:" + "a" * 63, "sha256:" + "a" * 64 + "?x", "", "latest"],
+)
+def test_a_reference_cannot_hold_an_invalid_digest(digest: str) -> None:
+    with pytest.raises(ConfigError, match="invalid digest"):
+        Reference(Repository("r.io", "app"), digest=digest)
+
+
+def test_valid_references_build() -> None:
+    ref = Reference(Repository("r.io", "app"), tag="_A-1.b", digest=DIGEST)
+    assert ref.identifier == DIGEST
+    assert Reference(Repository("r.io", "app"), tag="a" * 128).identifier == "a" * 128
+
+
+def test_an_absurdly_long_value_is_shown_short() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_tag("x" * 100_000)
+    assert "(100000 characters)" in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("app", False),
+        ("ghcr.io/acme/app", False),
+        ("localhost:5000/app", False),
+        ("app:latest", True),
+        ("localhost:5000/app:1.0", True),
+        (f"app@{DIGEST}", True),
+        ("app@", True),
+    ],
+)
+def test_is_reference(text: str, expected: bool) -> None:
+    assert is_reference(text) is expected

@@ -12,6 +12,7 @@ from regwatch.versioning import (
     parse_version,
     prerelease_accepted,
     specificity,
+    why_not_a_version,
 )
 
 
@@ -755,3 +756,34 @@ def test_prerelease_accepted(
 )
 def test_specificity(text: str, dots: int) -> None:
     assert specificity(text) == dots
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "1.2.30000000000000000000000000000",
+            "version segment 30000000000000000000000000000 is too large",
+        ),
+        ("18446744073709551616.0.0", "version segment 18446744073709551616 is too large"),
+        ("v1.99999999999999999999", "is too large (the largest is 18446744073709551615)"),
+        ("1." + "9" * 5000, "version segment of 5000 digits is too large"),
+        ("1.0.0-rc.01", "version segment starts with 0"),
+        ("1.0.0-00", "version segment starts with 0"),
+        ("1.0.0-a..b", None),
+        ("1.0.0+", None),
+        ("1.0.0-", None),
+        ("V1.0.0", None),
+        ("1.2.3.4", None),
+        ("hoogily-boogily", None),
+        ("", None),
+    ],
+)
+def test_why_not_a_version_names_what_is_wrong(text: str, reason: str | None) -> None:
+    assert parse_version(text) is None
+    found = why_not_a_version(text)
+    if reason is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert reason in found
