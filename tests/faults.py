@@ -469,7 +469,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
             server=f"{address[0]}:{address[1]}",
         )
         action = self.server.registry._record(seen)
-        if not isinstance(action, Reply | Reset):
+        if not isinstance(action, Reply | Reset | Stall):
             action = action(seen)
         try:
             if isinstance(action, Reset):
