@@ -98,17 +98,30 @@ def _hang_up(connection: urllib3.connection.HTTPConnection | None) -> None:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _WatchedConnectionMixin:
-    """Tells the request's watch which connection it uses, and runs its peer check."""
+class _WatchedConnection(urllib3.connection.HTTPConnection):
+    """Tells the request's watch which connection it uses, and runs its peer check.
 
-    host: str
-    proxy: Any
-    sock: socket.socket | None
+    The HTTPS class puts `HTTPSConnection` after this one, so `super()` reaches TLS there.
+    """
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        self._check_peer(sock)
+        return sock
+
+    def connect(self) -> None:
+        self._watch_this()
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watch_this()
+        super().request(*args, **kwargs)
+        self._sent()
 
     def _watch_this(self) -> None:
         watch = CURRENT.get()
         if watch is not None:
-            watch.connection = self  # type: ignore[assignment]
+            watch.connection = self
 
     def _sent(self) -> None:
         """The request is on the wire: its answer's deadline starts now."""
@@ -127,40 +140,12 @@ class _WatchedConnectionMixin:
             raise
 
 
-class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._check_peer(sock)
-        return sock
-
-    def connect(self) -> None:
-        self._watch_this()
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._watch_this()
-        super().request(*args, **kwargs)
-        self._sent()
-
-
-class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._check_peer(sock)
-        return sock
-
-    def connect(self) -> None:
-        self._watch_this()
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._watch_this()
-        super().request(*args, **kwargs)
-        self._sent()
+class _WatchedHTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    """The same watch, over TLS."""
 
 
 class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    ConnectionCls = _WatchedConnection
 
 
 class _WatchedHTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
