@@ -32,6 +32,9 @@ START_ATTEMPTS = 3
 # fsync and full-page writes off: commits cost nothing, and a test cluster survives no crash.
 _SERVER_OPTIONS = "-c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
 
+# Where Debian puts the server's tools (not on PATH), newest version last once sorted.
+DEBIAN_INITDB = "/usr/lib/postgresql/*/bin/initdb"
+
 # Safety net: clusters still running when the interpreter exits (a crashed session).
 _LIVE_CLUSTERS: set[PostgresCluster] = set()
 
@@ -48,7 +51,7 @@ def require_postgres() -> Path:
     if importlib.util.find_spec("psycopg") is None:
         _fail_or_skip("psycopg is not installed (pip install -e '.[postgres]')")
     found = shutil.which("initdb")
-    candidates = [found] if found else sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    candidates = [found] if found else sorted(glob.glob(DEBIAN_INITDB))
     if not candidates:
         _fail_or_skip("PostgreSQL's initdb is not installed (Debian package 'postgresql')")
     bindir = Path(os.path.realpath(candidates[-1])).parent
