@@ -91,5 +91,5 @@ def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresCluster | ExternalPostgres) -> str:
-    """The URL of an empty PostgreSQL database of this test's own."""
+    """The URL of a PostgreSQL database that is empty and, during this test, this test's alone."""
     return postgres_server.fresh_url()

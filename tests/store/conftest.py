@@ -1,7 +1,7 @@
 """Backends for the store's contract tests: a SQLite file, SQLite in memory, and PostgreSQL.
 
-PostgreSQL is the session's throw-away cluster (``tests.postgres``), with a database of each
-test's own; REGWATCH_TEST_POSTGRES_URL names an external server instead.
+PostgreSQL is the session's throw-away cluster (``tests.postgres``), emptied for each test;
+REGWATCH_TEST_POSTGRES_URL names an external server instead.
 """
 
 from __future__ import annotations
