@@ -1,6 +1,6 @@
-"""Shared fixtures: real registries started once per session, and a clean environment per test.
+"""Shared fixtures: real registries and PostgreSQL started once per session, a clean environment.
 
-The machinery lives in ``tests.registries``; this file only wires it into pytest.
+The machinery lives in ``tests.registries`` and ``tests.postgres``; this file wires it into pytest.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.postgres import ExternalPostgres, PostgresCluster, start_postgres
 from tests.registries import (
     RegistryServer,
     require_tool,
@@ -76,3 +77,19 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
+    """A throw-away cluster on 127.0.0.1, or the server REGWATCH_TEST_POSTGRES_URL names."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresCluster | ExternalPostgres) -> str:
+    """The URL of a PostgreSQL database that is empty and, during this test, this test's alone."""
+    return postgres_server.fresh_url()

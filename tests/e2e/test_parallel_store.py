@@ -42,8 +42,8 @@ def in_parallel(count: int, name: str, request: Mapping[str, Any], where: Path |
 
 @pytest.fixture(params=PERSISTENT)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty store every step of a test shares: a SQLite file, or PostgreSQL when given."""
-    return backend_url(request.param, tmp_path)
+    """An empty store every step of a test shares: a SQLite file, or a PostgreSQL database."""
+    return backend_url(request, tmp_path)
 
 
 def logged(url: str) -> list[tuple[str, dict[str, Any]]]:
