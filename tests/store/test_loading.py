@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from regwatch.decide import SNAPSHOT_VERSION, RepoState
-from regwatch.events import PollSucceeded, TagAppeared, TagMoved, run_stream
-from regwatch.observe import Observation
+from regwatch.events import Event, PollSucceeded, TagAppeared, TagMoved, run_stream
+from regwatch.observe import ImageFacts, Observation
 from regwatch.service.wiring import load_state, new_event, record
 from regwatch.store.eventstore import EventStore, Snapshot, StoredEvent
 
@@ -77,7 +77,10 @@ def test_a_snapshot_this_regwatch_cannot_read_is_ignored(store: EventStore) -> N
 
 def test_a_stream_without_a_snapshot_is_folded_from_its_start(store: EventStore) -> None:
     """Streams written before snapshots existed load as they always did."""
-    events = [TagAppeared(tag="a", digest=A), TagMoved(tag="a", old_digest=A, new_digest=B)]
+    events: list[Event] = [
+        TagAppeared(tag="a", digest=A),
+        TagMoved(tag="a", old_digest=A, new_digest=B),
+    ]
     store.append(STREAM, 0, [new_event(e, NOW) for e in events])
 
     state, version = load_state(store, STREAM)
@@ -91,8 +94,6 @@ def test_a_stream_without_a_snapshot_is_folded_from_its_start(store: EventStore)
 
 
 def test_images_survive_the_snapshot(store: EventStore) -> None:
-    from regwatch.observe import ImageFacts
-
     created = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     facts = ImageFacts(
         digest=A,
