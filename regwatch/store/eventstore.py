@@ -1,4 +1,5 @@
-"""The event store: append with an expected version, read a stream, read all, checkpoints.
+"""The event store: append with an expected version, read a stream and its snapshot, read all,
+checkpoints.
 
 Optimistic concurrency is the unique key on (stream, version), not code: a writer that lost a
 race fails to insert and gets `Conflict`. Writers also hold the store's write lock (see
