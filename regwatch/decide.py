@@ -41,10 +41,17 @@ def evolve(tags: dict[str, str], images: dict[str, ImageInspected], event: Event
 
 
 def fold(events: Iterable[Event], state: RepoState | None = None) -> RepoState:
-    """`state` (or nothing) with `events` applied; the maps are copied once, not per event."""
+    """`state` (or nothing) with `events` applied; the maps are copied once, not per event,
+    and not at all when there is no event.
+    """
+    pending = iter(events)
+    first = next(pending, None)
+    if first is None:
+        return state or RepoState()
     tags = dict(state.tags) if state else {}
     images = dict(state.images) if state else {}
-    for event in events:
+    evolve(tags, images, first)
+    for event in pending:
         evolve(tags, images, event)
     return RepoState(tags=MappingProxyType(tags), images=MappingProxyType(images))
 
@@ -64,7 +71,7 @@ def snapshot_of(state: RepoState) -> dict[str, Any]:
 def from_snapshot(payload: Mapping[str, Any]) -> RepoState:
     """The state `snapshot_of` wrote (images in the current schema of `ImageInspected`)."""
     images = {d: ImageInspected.model_validate(i) for d, i in payload["images"].items()}
-    return RepoState(tags=MappingProxyType(dict(payload["tags"])), images=MappingProxyType(images))
+    return RepoState(tags=MappingProxyType(payload["tags"]), images=MappingProxyType(images))
 
 
 def decide(state: RepoState, observation: Observation) -> list[Event]:
