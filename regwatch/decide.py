@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, Final
 
 from regwatch.events import (
     Event,
@@ -13,6 +14,7 @@ from regwatch.events import (
     TagAppeared,
     TagDisappeared,
     TagMoved,
+    to_payload,
 )
 from regwatch.observe import Observation
 
@@ -25,24 +27,51 @@ class RepoState:
     images: Mapping[str, ImageInspected] = field(default_factory=lambda: MappingProxyType({}))
 
 
-def evolve(state: RepoState, event: Event) -> RepoState:
+def evolve(tags: dict[str, str], images: dict[str, ImageInspected], event: Event) -> None:
+    """Apply one event to the maps being folded, in place: O(1) per event, never a copy."""
     match event:
         case TagAppeared(tag=tag, digest=digest) | TagMoved(tag=tag, new_digest=digest):
-            return replace(state, tags=MappingProxyType({**state.tags, tag: digest}))
+            tags[tag] = digest
         case TagDisappeared(tag=tag):
-            remaining = {t: d for t, d in state.tags.items() if t != tag}
-            return replace(state, tags=MappingProxyType(remaining))
+            tags.pop(tag, None)
         case ImageInspected(digest=digest):
-            return replace(state, images=MappingProxyType({**state.images, digest: event}))
+            images[digest] = event
         case _:
-            return state
+            pass
 
 
 def fold(events: Iterable[Event], state: RepoState | None = None) -> RepoState:
-    current = state or RepoState()
-    for event in events:
-        current = evolve(current, event)
-    return current
+    """`state` (or nothing) with `events` applied; the maps are copied once, not per event,
+    and not at all when there is no event.
+    """
+    pending = iter(events)
+    first = next(pending, None)
+    if first is None:
+        return state or RepoState()
+    tags = dict(state.tags) if state else {}
+    images = dict(state.images) if state else {}
+    evolve(tags, images, first)
+    for event in pending:
+        evolve(tags, images, event)
+    return RepoState(tags=MappingProxyType(tags), images=MappingProxyType(images))
+
+
+SNAPSHOT_VERSION: Final = 1
+"""The shape of `snapshot_of`'s payload; a snapshot of another version is ignored (re-folded)."""
+
+
+def snapshot_of(state: RepoState) -> dict[str, Any]:
+    """The folded state as JSON, stored beside its stream version so loading skips the fold."""
+    return {
+        "tags": dict(state.tags),
+        "images": {digest: to_payload(image) for digest, image in state.images.items()},
+    }
+
+
+def from_snapshot(payload: Mapping[str, Any]) -> RepoState:
+    """The state `snapshot_of` wrote (images in the current schema of `ImageInspected`)."""
+    images = {d: ImageInspected.model_validate(i) for d, i in payload["images"].items()}
+    return RepoState(tags=MappingProxyType(payload["tags"]), images=MappingProxyType(images))
 
 
 def decide(state: RepoState, observation: Observation) -> list[Event]:

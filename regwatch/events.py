@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -74,7 +74,7 @@ class ImagePushed(_Event):
 
 
 class PollSucceeded(_Event):
-    """One observation of the repository completed: what it cost."""
+    """One observation of the repository completed: what it cost. In `run_stream` only."""
 
     kind: Literal["PollSucceeded"] = "PollSucceeded"
     requests: int
@@ -83,7 +83,10 @@ class PollSucceeded(_Event):
 
 
 class PollFailed(_Event):
-    """One observation of the repository failed; the error as the user saw it."""
+    """One observation of the repository failed; the error as the user saw it (one line).
+
+    In `run_stream` only.
+    """
 
     kind: Literal["PollFailed"] = "PollFailed"
     error: str
@@ -112,6 +115,19 @@ SCHEMA_VERSION: Mapping[str, int] = {
     "PollSucceeded": 1,
     "PollFailed": 1,
 }
+
+RUN_STREAM_SUFFIX: Final = "#runs"
+"""No repository name holds a `#`, so no tag stream ends like this."""
+
+
+def run_stream(stream: str) -> str:
+    """Where a repository's job runs go: beside its tag stream, not in it.
+
+    Retention can then drop old runs without renumbering the tag history, and loading the
+    repository's tags never reads them.
+    """
+    return stream + RUN_STREAM_SUFFIX
+
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from regwatch.config import Source, Version
 from regwatch.download import ImageSource
-from regwatch.errors import ConfigError, RegwatchError
-from regwatch.events import PollSucceeded
+from regwatch.errors import ConfigError, RegwatchError, StoreError
+from regwatch.events import PollFailed, PollSucceeded
 from regwatch.image.manifests import wanted_platform
 from regwatch.net import Transport
 from regwatch.observe import ImageFacts, observe
@@ -30,6 +30,7 @@ from regwatch.service.wiring import (
     open_store,
     prefixed,
     record,
+    record_run,
     refuse_unsupported,
     utc_now,
 )
@@ -47,46 +48,63 @@ def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> li
     with open_store(source) as store:
         if mirror is not None:
             mirror_repo, mirror_access = mirror
+            failed = f"checking mirror {mirror_repo} failed"
             try:
                 found = _check_repository(
-                    store, origin, mirror_repo, mirror_access, source, cursor, now
+                    store, mirror_repo, mirror_access, source, cursor, now, failed
                 )
             except RegwatchError as exc:
-                log.warning("checking mirror %s failed: %s", mirror_repo, exc)
+                log.warning("%s: %s", failed, exc)
             else:
                 if found:
                     return found
-                log.warning("checking mirror %s failed: tag not found", mirror_repo)
+                log.warning("%s: tag not found", failed)
+        failed = f"checking origin {source.repository} failed"
         try:
-            return _check_repository(store, origin, origin, access_of(source), source, cursor, now)
+            return _check_repository(store, origin, access_of(source), source, cursor, now, failed)
         except RegwatchError as exc:
-            raise prefixed(exc, f"checking origin {source.repository} failed") from exc
+            raise prefixed(exc, failed) from exc
 
 
 def _check_repository(
     store: EventStore,
-    origin: Repository,
     repository: Repository,
     access: Access,
     source: Source,
     cursor: Version | None,
     now: Clock,
+    failed: str,
 ) -> list[Version]:
-    """Observe one repository, record what changed under the origin's stream, project."""
+    """Observe one repository, record what changed under its own stream, project.
+
+    A mirror's observations go to the mirror's stream: the origin's history holds only what
+    the origin said. A poll that fails after reaching out is a `PollFailed` in the
+    repository's run stream, carrying `failed` and the error as the user reads them.
+    """
     transport = Transport(ca_certs=access.ca_certs, pool_size=max(16, source.concurrency))
+    stream = repository.name
+    started = time.monotonic()
     try:
         reader = _Reader(connect(repository.registry, access, transport), repository, source)
-        stream = origin.name
         state, version = load_state(store, stream)
-        started = time.monotonic()
         observation = observe(
             reader, source, cursor, stream=stream, now=now, known_images=frozenset(state.images)
         )
         poll = PollSucceeded(
             requests=transport.requests_sent, duration_seconds=round(time.monotonic() - started, 3)
         )
-        state = record(store, stream, state, version, observation, extra=[poll])
+        state = record(store, stream, state, version, observation, runs=[poll])
         return check_versions(state, observation, source, cursor)
+    except (ConfigError, StoreError):
+        raise  # no poll happened, or the store is what failed: nothing to record
+    except RegwatchError as exc:
+        poll_failed = PollFailed(
+            error=f"{failed}: {exc}",
+            requests=transport.requests_sent,
+            duration_seconds=round(time.monotonic() - started, 3),
+        )
+        record_run(store, stream, poll_failed, now())
+        raise
     finally:
         transport.close()
 

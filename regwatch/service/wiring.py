@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from regwatch.config import Source
-from regwatch.decide import RepoState, decide, fold
+from regwatch.decide import (
+    SNAPSHOT_VERSION,
+    RepoState,
+    decide,
+    fold,
+    from_snapshot,
+    snapshot_of,
+)
 from regwatch.download import PlatformImage
 from regwatch.errors import (
     ConfigError,
@@ -23,7 +30,7 @@ from regwatch.errors import (
     RegwatchError,
     StoreError,
 )
-from regwatch.events import SCHEMA_VERSION, Event, from_payload, to_payload
+from regwatch.events import SCHEMA_VERSION, Event, from_payload, run_stream, to_payload
 from regwatch.image.documents import Index
 from regwatch.image.manifests import parse_manifest
 from regwatch.net import Transport
@@ -81,10 +88,18 @@ def open_store(source: Source) -> EventStore:
 
 
 def load_state(store: EventStore, stream: str) -> tuple[RepoState, int]:
-    """The stream's folded state and the version it was folded at (0 for a new stream)."""
-    stored = store.load(stream)
+    """The stream's folded state and the version it was folded at (0 for a new stream).
+
+    The stream's snapshot, when there is one this regwatch can read, plus the events after it:
+    what a load costs does not grow with the stream, and job runs live in another stream.
+    """
+    snapshot = store.snapshot(stream)
+    state, version = None, 0
+    if snapshot is not None and snapshot.schema_version == SNAPSHOT_VERSION:
+        state, version = from_snapshot(snapshot.state), snapshot.version
+    stored = store.load(stream, after_version=version)
     events = (from_payload(e.kind, e.schema_version, e.payload) for e in stored)
-    return fold(events), (stored[-1].version if stored else 0)
+    return fold(events, state), (stored[-1].version if stored else version)
 
 
 RECORD_ATTEMPTS: Final = 12
@@ -102,9 +117,13 @@ def record(
     observation: Observation,
     extra: Sequence[Event] = (),
     *,
+    runs: Sequence[Event] = (),
     sleep: Callable[[float], None] = time.sleep,
 ) -> RepoState:
     """Append what the observation changes in `state` (plus `extra`); the state after it.
+
+    `runs` (`PollSucceeded`, `PollFailed`) go to the repository's run stream in the same
+    transaction, and the new state's snapshot replaces the stream's old one.
 
     Parallel steps share a store, so another writer may append between our read and our
     append. The loser re-reads the stream and decides again on what is there now, so a fact
@@ -112,10 +131,17 @@ def record(
     `Conflict`.
     """
     for attempt in range(1, RECORD_ATTEMPTS + 1):
-        events = decide(state, observation)
-        new = [new_event(e, observation.taken_at) for e in (*events, *extra)]
+        from regwatch.store.eventstore import Snapshot  # noqa: PLC0415  # see open_store
+
+        events = [*decide(state, observation), *extra]
+        after = fold(events, state)
+        new = [new_event(e, observation.taken_at) for e in events]
+        snapshot = Snapshot(version + len(new), SNAPSHOT_VERSION, snapshot_of(after))
+        run_events = [new_event(e, observation.taken_at) for e in runs]
         try:
-            store.append(stream, version, new)
+            store.append(
+                stream, version, new, snapshot=snapshot, runs=(run_stream(stream), run_events)
+            )
         except Conflict:
             if attempt == RECORD_ATTEMPTS:
                 break
@@ -123,11 +149,21 @@ def record(
             sleep(min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))  # noqa: S311
             state, version = load_state(store, stream)
             continue
-        return fold(events, state)
+        return after
     raise Conflict(
         f"record to stream {stream}: other writers appended first {RECORD_ATTEMPTS} times"
         " in a row; gave up"
     )
+
+
+def record_run(store: EventStore, stream: str, run: Event, observed_at: datetime) -> None:
+    """Append a job run alone (a failed poll decides nothing); a store that fails is a warning,
+    so the poll's own error stays the one the user reads.
+    """
+    try:
+        store.append(run_stream(stream), None, [new_event(run, observed_at)])
+    except StoreError as exc:
+        log.warning("recording the run of %s in the store failed: %s", stream, exc)
 
 
 def record_aside(

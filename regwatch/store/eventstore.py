@@ -1,4 +1,5 @@
-"""The event store: append with an expected version, read a stream, read all, checkpoints.
+"""The event store: append with an expected version, read a stream and its snapshot, read all,
+checkpoints.
 
 Optimistic concurrency is the unique key on (stream, version), not code: a writer that lost a
 race fails to insert and gets `Conflict`. Writers also hold the store's write lock (see
@@ -24,6 +25,7 @@ from regwatch.errors import Conflict, StoreError
 from regwatch.store.engine import shown, write_transaction
 from regwatch.store.schema import checkpoints as checkpoints_table
 from regwatch.store.schema import events as events_table
+from regwatch.store.schema import snapshots as snapshots_table
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,15 @@ class NewEvent:
     def __post_init__(self) -> None:
         if self.observed_at.utcoffset() is None:
             raise ValueError(f"{self.kind}: observed_at must be timezone-aware")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A stream's folded state as JSON, at the stream version it was folded to."""
+
+    version: int
+    schema_version: int
+    state: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -73,29 +84,26 @@ class EventStore:
         return self._engine
 
     def append(
-        self, stream: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream: str,
+        expected_version: int | None,
+        events: Sequence[NewEvent],
+        *,
+        snapshot: Snapshot | None = None,
+        runs: tuple[str, Sequence[NewEvent]] | None = None,
     ) -> list[StoredEvent]:
         """Append `events` as versions expected_version+1… of `stream`, in one transaction.
 
         `expected_version` is the version the caller decided on (0 for a new stream); when
-        another writer got there first, nothing is written and `Conflict` is raised.
+        another writer got there first, nothing is written and `Conflict` is raised; None
+        appends at the end, whatever the version (job runs, which nobody decides on). In the
+        same transaction, `snapshot` (the state at the new version) replaces the stream's
+        snapshot, and `runs` appends (stream, events) at the end of another stream, whatever
+        its version.
         """
-        if not events:
+        if not events and not (runs and runs[1]):
             return []
         recorded_at = _utc(self._clock())
-        rows: list[dict[str, Any]] = [
-            {
-                "stream": stream,
-                "version": expected_version + offset,
-                "kind": event.kind,
-                "schema_version": event.schema_version,
-                # What a reader will get back: JSON types only (tuples become lists, no NaN).
-                "payload": json.loads(json.dumps(event.payload, allow_nan=False)),
-                "observed_at": _utc(event.observed_at),
-                "recorded_at": recorded_at,
-            }
-            for offset, event in enumerate(events, start=1)
-        ]
 
         def lost_race() -> Conflict:
             # A writer that does not take our lock won after the pre-check.
@@ -106,16 +114,35 @@ class EventStore:
             write_transaction(self._engine) as connection,
         ):
             found = _stream_version(connection, stream)
-            if found != expected_version:
+            if expected_version is not None and found != expected_version:
                 raise _conflict(stream, expected_version, found)
+            rows = _rows(stream, found, events, recorded_at)
+            if runs and runs[1]:
+                run_stream, run_events = runs
+                at = _stream_version(connection, run_stream)
+                rows += _rows(run_stream, at, run_events, recorded_at)
             insert = events_table.insert().returning(
                 events_table.c.position, sort_by_parameter_order=True
             )
             positions = connection.execute(insert, rows).scalars().all()
+            if snapshot is not None and events:
+                _save_snapshot(connection, stream, snapshot)
         return [
             StoredEvent(position=position, **row)
             for position, row in zip(positions, rows, strict=True)
         ]
+
+    def snapshot(self, stream: str) -> Snapshot | None:
+        """The newest snapshot of `stream`; None when it has none."""
+        query = sa.select(snapshots_table).where(snapshots_table.c.stream == stream)
+        with (
+            translated(self._engine, f"read the snapshot of stream {stream}"),
+            self._engine.connect() as connection,
+        ):
+            row = connection.execute(query).mappings().one_or_none()
+        if row is None:
+            return None
+        return Snapshot(row["version"], row["schema_version"], row["state"])
 
     def load(self, stream: str, after_version: int = 0) -> list[StoredEvent]:
         """The events of `stream` with a version above `after_version`, oldest first."""
@@ -222,6 +249,37 @@ def translated(
         raise _store_error(engine, action, err) from err
 
 
+def _rows(
+    stream: str, after: int, events: Sequence[NewEvent], recorded_at: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "stream": stream,
+            "version": after + offset,
+            "kind": event.kind,
+            "schema_version": event.schema_version,
+            # What a reader will get back: JSON types only (tuples become lists, no NaN).
+            "payload": json.loads(json.dumps(event.payload, allow_nan=False)),
+            "observed_at": _utc(event.observed_at),
+            "recorded_at": recorded_at,
+        }
+        for offset, event in enumerate(events, start=1)
+    ]
+
+
+def _save_snapshot(connection: sa.Connection, stream: str, snapshot: Snapshot) -> None:
+    """Replace the stream's snapshot (under the write lock, so no one races us to it)."""
+    connection.execute(snapshots_table.delete().where(snapshots_table.c.stream == stream))
+    connection.execute(
+        snapshots_table.insert().values(
+            stream=stream,
+            version=snapshot.version,
+            schema_version=snapshot.schema_version,
+            state=dict(snapshot.state),
+        )
+    )
+
+
 def _stream_version(connection: sa.Connection, stream: str) -> int:
     query = sa.select(sa.func.coalesce(sa.func.max(events_table.c.version), 0)).where(
         events_table.c.stream == stream
@@ -229,7 +287,7 @@ def _stream_version(connection: sa.Connection, stream: str) -> int:
     return int(connection.execute(query).scalar_one())
 
 
-def _conflict(stream: str, expected: int, found: int) -> Conflict:
+def _conflict(stream: str, expected: int | None, found: int) -> Conflict:
     return Conflict(f"stream {stream}: expected version {expected}, found {found}")
 
 

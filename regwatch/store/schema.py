@@ -51,3 +51,15 @@ checkpoints = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    # A stream's folded state at `version`, written in the transaction that appended that
+    # version: loading reads it and the events after it, never the whole stream. A cache of
+    # the log, so any row may be deleted (or ignored, when its `schema_version` is unknown).
+    sa.Column("stream", sa.String(512), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+)

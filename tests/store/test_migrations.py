@@ -39,8 +39,8 @@ def tables(engine: sa.Engine) -> set[str]:
         return set(sa.inspect(connection).get_table_names()) - {"sqlite_sequence"}
 
 
-def test_head_is_the_first_revision() -> None:
-    assert migrate.head_revision() == "0001"
+def test_head_is_the_snapshots_revision() -> None:
+    assert migrate.head_revision() == "0002_stream_snapshots"
 
 
 def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:
@@ -49,9 +49,9 @@ def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == "0002_stream_snapshots"
     assert migrate.is_current(engine)
-    assert tables(engine) == {"alembic_version", "events", "checkpoints"}
+    assert tables(engine) == {"alembic_version", "events", "checkpoints", "snapshots"}
     migrate.require_current(engine)
 
 
@@ -66,7 +66,9 @@ def test_require_current_refuses_an_empty_database(engine: sa.Engine) -> None:
         migrate.require_current(engine)
 
     message = str(caught.value)
-    assert "at revision base (empty), needs 0001; run `regwatch migrate`" in message
+    assert (
+        "at revision base (empty), needs 0002_stream_snapshots; run `regwatch migrate`" in message
+    )
     assert "\n" not in message
 
 
@@ -93,7 +95,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: sa.Engine) -> None:
 
     migrate.upgrade(engine)
     assert migrate.is_current(engine)
-    assert tables(engine) == {"alembic_version", "events", "checkpoints"}
+    assert tables(engine) == {"alembic_version", "events", "checkpoints", "snapshots"}
 
 
 def test_unknown_target_revision_is_a_store_error(engine: sa.Engine) -> None:

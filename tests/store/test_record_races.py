@@ -16,7 +16,7 @@ import pytest
 
 from regwatch.config import Source
 from regwatch.errors import Conflict
-from regwatch.events import PollSucceeded
+from regwatch.events import PollSucceeded, run_stream
 from regwatch.observe import Observation
 from regwatch.service.wiring import (
     RECORD_ATTEMPTS,
@@ -72,7 +72,7 @@ def test_writers_that_read_together_all_record_and_no_fact_twice(
             state, version = load_state(store, STREAM)
             everyone_has_read.wait()
             poll = PollSucceeded(requests=1, duration_seconds=0.1)
-            return record(store, STREAM, state, version, news, extra=[poll])
+            return record(store, STREAM, state, version, news, runs=[poll])
 
     results = run_in_threads(writers, step)
 
@@ -82,8 +82,9 @@ def test_writers_that_read_together_all_record_and_no_fact_twice(
             ("TagAppeared", "a"): 1,
             ("TagAppeared", "b"): 1,
             ("TagAppeared", "c"): 1,
-            ("PollSucceeded", "None"): writers,
         }
+        runs = store.load(run_stream(STREAM))
+        assert [e.kind for e in runs] == ["PollSucceeded"] * writers
 
 
 class _Crowded(EventStore):
