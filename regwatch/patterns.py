@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Callable
-from typing import Final
-
-import re2
+from typing import TYPE_CHECKING, Final
 
 from regwatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    import re2
 
 _LINE_BREAKS: Final = frozenset("\u0085\u2028\u2029")
 _SHOWN_LENGTH: Final = 200
@@ -47,6 +48,9 @@ def compile_pattern(text: str, field: str) -> Pattern:
         raise refused("invalid UTF-8") from None
     if _has_any_byte_escape(text):
         raise refused("invalid escape sequence: \\C")
+    # Imported here: RE2's library costs 2 MiB, which a step without a pattern never needs.
+    import re2  # noqa: PLC0415
+
     options = re2.Options()
     options.log_errors = False
     try:

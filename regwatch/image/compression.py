@@ -6,8 +6,6 @@ import io
 import zlib
 from typing import IO, Literal, Protocol, cast
 
-import zstandard
-
 from regwatch.errors import ImageError
 
 Compression = Literal["zstd", "gzip", "none"]
@@ -35,9 +33,16 @@ class DecompressedStream(io.RawIOBase):
     Closing it releases the decompressor but never the blob stream, which its opener owns.
     """
 
-    def __init__(self, reader: Readable, compression: Compression, what: str) -> None:
+    def __init__(
+        self,
+        reader: Readable,
+        compression: Compression,
+        what: str,
+        errors: tuple[type[Exception], ...] = (zlib.error, EOFError),
+    ) -> None:
         super().__init__()
         self._reader = reader
+        self._errors = errors
         self.compression: Compression = compression
         self.what = what
         self.bytes_out = 0
@@ -63,7 +68,7 @@ class DecompressedStream(io.RawIOBase):
     def _produce(self) -> bytes:
         try:
             data = self._reader.read(_OUTPUT_CHUNK)
-        except (zlib.error, zstandard.ZstdError, EOFError) as exc:
+        except self._errors as exc:
             raise ImageError(f"{self.what}: corrupt {self.compression} data: {exc}") from exc
         self.bytes_out += len(data)
         return data
@@ -85,13 +90,17 @@ def decompressed(stream: Readable, *, what: str = "layer") -> DecompressedStream
     head = _read_at_least(stream, len(ZSTD_MAGIC))
     source = _Prefixed(head, stream)
     if head.startswith(ZSTD_MAGIC):
+        # Imported here: only a zstd layer needs it, and a step that never meets one should
+        # not pay for loading it.
+        import zstandard  # noqa: PLC0415
+
         reader = zstandard.ZstdDecompressor().stream_reader(
             cast(IO[bytes], source),  # it only ever calls read()
             read_size=_INPUT_CHUNK,
             read_across_frames=True,
             closefd=False,
         )
-        return DecompressedStream(reader, "zstd", what)
+        return DecompressedStream(reader, "zstd", what, (zstandard.ZstdError, EOFError))
     if head.startswith(GZIP_MAGIC):
         return DecompressedStream(_Gunzip(source), "gzip", what)
     return DecompressedStream(source, "none", what)

@@ -1,8 +1,9 @@
 """The use cases: the one place that wires registry, observations, store and projections.
 
 Front ends call these and nothing deeper, so every front end shares one path: the stateless
-Concourse steps run the same observe → decide → append → project flow as the daemon will, on a
-throw-away store unless `source.store` names a persistent one.
+Concourse steps run the same observe → decide → append → project flow as the daemon will,
+appending only when `source.store` names a persistent store (nothing else would keep it).
+SQLAlchemy and Alembic are imported only by a step that opens a store.
 """
 
 from regwatch.download import Layer as Layer

@@ -1,12 +1,18 @@
-"""Concourse `check`: observe, decide, append, then project the versions from the log."""
+"""Concourse `check`: observe, decide, append, then project the versions from the log.
+
+Without a `store` nothing persists, so nothing is recorded: the check decides and folds on
+in-memory state and opens no database at all.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
 
 from regwatch.config import Source, Version
+from regwatch.decide import RepoState, decide, fold
 from regwatch.download import ImageSource
 from regwatch.errors import ConfigError, RegwatchError, StoreError
 from regwatch.events import PollFailed, PollSucceeded
@@ -45,7 +51,7 @@ def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> li
         log.warning("tag_regex is ignored: tag %r is set, and tag wins (tag mode)", source.tag)
     origin = _parse_origin(source)
     mirror = mirror_of(origin, source)
-    with open_store(source) as store:
+    with open_store(source) if source.store else contextlib.nullcontext() as store:
         if mirror is not None:
             mirror_repo, mirror_access = mirror
             failed = f"checking mirror {mirror_repo} failed"
@@ -67,7 +73,7 @@ def check(source: Source, cursor: Version | None, *, now: Clock = utc_now) -> li
 
 
 def _check_repository(
-    store: EventStore,
+    store: EventStore | None,
     repository: Repository,
     access: Access,
     source: Source,
@@ -86,14 +92,17 @@ def _check_repository(
     started = time.monotonic()
     try:
         reader = _Reader(connect(repository.registry, access, transport), repository, source)
-        state, version = load_state(store, stream)
+        state, version = (RepoState(), 0) if store is None else load_state(store, stream)
         observation = observe(
             reader, source, cursor, stream=stream, now=now, known_images=frozenset(state.images)
         )
         poll = PollSucceeded(
             requests=transport.requests_sent, duration_seconds=round(time.monotonic() - started, 3)
         )
-        state = record(store, stream, state, version, observation, runs=[poll])
+        if store is None:
+            state = fold(decide(state, observation), state)
+        else:
+            state = record(store, stream, state, version, observation, runs=[poll])
         return check_versions(state, observation, source, cursor)
     except (ConfigError, StoreError):
         raise  # no poll happened, or the store is what failed: nothing to record
@@ -103,7 +112,8 @@ def _check_repository(
             requests=transport.requests_sent,
             duration_seconds=round(time.monotonic() - started, 3),
         )
-        record_run(store, stream, poll_failed, now())
+        if store is not None:
+            record_run(store, stream, poll_failed, now())
         raise
     finally:
         transport.close()

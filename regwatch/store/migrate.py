@@ -1,4 +1,4 @@
-"""Alembic driven from code: upgrade to head, "is the schema current?", throw-away stores.
+"""Alembic driven from code: upgrade to head, "is the schema current?".
 
 The scripts are the top-level `migrations/` directory of the source tree; a wheel ships them
 as `regwatch/migrations/`. Migrations run on the store's own connection, inside a write
@@ -24,9 +24,7 @@ from alembic.util import CommandError
 from regwatch.errors import SchemaNotCurrent, StoreError
 from regwatch.store.engine import create_engine, shown, write_transaction
 from regwatch.store.eventstore import EventStore, translated
-
-MEMORY_URL = "sqlite://"
-"""What `open_store(None)` opens: a database that lives as long as its store."""
+from regwatch.store.scratch import open_scratch_store
 
 
 def script_location() -> Path:
@@ -98,7 +96,9 @@ def require_current(engine: sa.Engine) -> None:
 
 def open_store(url: str | None, clock: Callable[[], datetime] | None = None) -> EventStore:
     """A store at `url` with its schema upgraded to head; None is a throw-away in-memory store."""
-    engine = create_engine(url or MEMORY_URL)
+    if not url:
+        return open_scratch_store(clock)
+    engine = create_engine(url)
     try:
         upgrade(engine)
     except BaseException:

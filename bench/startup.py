@@ -1,0 +1,220 @@
+"""Start-up benchmark: what one small `regwatch` step costs, against `skopeo inspect`.
+
+Run by hand from the repository root (needs docker-registry, skopeo and GNU time):
+
+    python -m bench.startup [--repeat 20]
+
+It starts a local docker-registry (plain HTTP on loopback), pushes one small image (one layer,
+a few bytes) with regwatch's client, and then times, `--repeat` times each and interleaved, as
+a child process:
+
+- `regwatch check` in tag mode, driven as Concourse drives it (JSON on stdin, with the cursor
+  a previous check returned): one HEAD for the tag after the HTTPS probe and the ping;
+- `regwatch digest REF`: the same HEAD from the command line;
+- `skopeo inspect --no-tags --tls-verify=false docker://REF`, the peer: it fetches the
+  manifest and the config;
+- `python -c pass` with the interpreter regwatch runs on: the floor no Python tool goes under.
+
+Wall time runs from spawn to exit; peak RSS is GNU time's `%M` (see `run_child` for why not
+`wait4`'s). Each answer is checked against the pushed image's digest. Prints a markdown table
+for docs/benchmarks.md (median wall, CPU and RSS over the runs, and the highest peak RSS);
+progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import GNU_TIME, Measured, duration, log, run_child
+from regwatch.net import Transport
+from regwatch.refs import Repository
+from regwatch.registry.client import RegistryClient
+from tests.images import image, push
+from tests.registries import RegistryServer, start_plain_registry
+
+REPOSITORY = "bench/startup"
+TAG = "bench"
+MIB = 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """What each row is held to (the issue's budget); None where there is none."""
+
+    wall: float | None = None
+    rss_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    wall: float
+    measured: Measured
+
+
+@dataclass
+class Row:
+    name: str
+    target: Target
+    samples: list[Sample]
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(s.wall for s in self.samples)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(s.measured.cpu for s in self.samples)
+
+    @property
+    def rss_mib(self) -> float:
+        return statistics.median(s.measured.rss_kib for s in self.samples) / MIB
+
+    @property
+    def peak_mib(self) -> float:
+        return max(s.measured.rss_kib for s in self.samples) / MIB
+
+    def verdict(self) -> str:
+        """Whether the median wall and the highest peak keep to the target."""
+        checks = []
+        if self.target.wall is not None:
+            checks.append(self.wall <= self.target.wall)
+        if self.target.rss_mib is not None:
+            checks.append(self.peak_mib <= self.target.rss_mib)
+        if not checks:
+            return "—"
+        return "yes" if all(checks) else "no"
+
+    def budget(self) -> str:
+        parts = []
+        if self.target.wall is not None:
+            parts.append(f"≤ {duration(self.target.wall)}")
+        if self.target.rss_mib is not None:
+            parts.append(f"≤ {self.target.rss_mib:.0f} MiB")
+        return ", ".join(parts) or "—"
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [
+        "| command | median wall | median CPU (user + sys) | median RSS | highest peak RSS "
+        "| target | met | runs (wall) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        runs = ", ".join(f"{s.wall:.2f}" for s in row.samples)
+        lines.append(
+            f"| {row.name} | {duration(row.wall)} | {duration(row.cpu)} | {row.rss_mib:.0f} MiB "
+            f"| {row.peak_mib:.0f} MiB | {row.budget()} | {row.verdict()} | {runs} s |"
+        )
+    return "\n".join(lines)
+
+
+class Bench:
+    """The commands, each run as a child and checked against the pushed digest."""
+
+    def __init__(self, server: RegistryServer, digest: str, work: Path, time_bin: str) -> None:
+        self._reference = f"{server.host}/{REPOSITORY}:{TAG}"
+        self._repository = f"{server.host}/{REPOSITORY}"
+        self._digest = digest
+        self._work = work
+        self._time_bin = time_bin
+        self._runs = 0
+        here = Path(sys.executable).parent
+        script = here / "regwatch"
+        self._regwatch = [str(script)] if script.exists() else [sys.executable, "-m", "regwatch"]
+
+    def check(self) -> Sample:
+        request = {
+            "source": {"repository": self._repository, "tag": TAG},
+            "version": {"tag": TAG, "digest": self._digest},
+        }
+        sample = self._timed([*self._regwatch, "check"], json.dumps(request).encode())
+        answer = json.loads(sample.measured.stdout)
+        assert answer == [{"tag": TAG, "digest": self._digest}], answer
+        return sample
+
+    def digest(self) -> Sample:
+        sample = self._timed([*self._regwatch, "digest", self._reference])
+        assert sample.measured.stdout.decode().strip() == self._digest, sample.measured.stdout
+        return sample
+
+    def skopeo(self) -> Sample:
+        args = ["skopeo", "inspect", "--no-tags", "--tls-verify=false"]
+        sample = self._timed([*args, f"docker://{self._reference}"])
+        answer = json.loads(sample.measured.stdout)
+        assert answer["Digest"] == self._digest, answer["Digest"]
+        return sample
+
+    def python(self) -> Sample:
+        return self._timed([sys.executable, "-c", "pass"])
+
+    def _timed(self, args: Sequence[str], stdin: bytes = b"") -> Sample:
+        self._runs += 1
+        logs = self._work / f"{self._runs:04d}"
+        started = time.perf_counter()
+        measured = run_child(args, logs, stdin=stdin, env=os.environ, time_bin=self._time_bin)
+        return Sample(time.perf_counter() - started, measured)
+
+
+def push_image(server: RegistryServer) -> str:
+    client = RegistryClient(server.host, Transport())
+    return push(client, Repository(server.host, REPOSITORY), TAG, image("startup"))
+
+
+def run(bench: Bench, repeat: int) -> list[Row]:
+    commands: list[tuple[Row, Callable[[], Sample]]] = [
+        (Row("regwatch check (tag mode)", Target(0.25, 45), []), bench.check),
+        (Row("regwatch digest", Target(0.20), []), bench.digest),
+        (Row("skopeo inspect --no-tags", Target(), []), bench.skopeo),
+        (Row("python -c pass", Target(), []), bench.python),
+    ]
+    for _warm_up in range(2):  # page cache and the registry's first answers
+        for _, command in commands:
+            command()
+    for attempt in range(1, repeat + 1):
+        for row, command in commands:
+            row.samples.append(command())
+        walls = ", ".join(f"{row.name} {duration(row.samples[-1].wall)}" for row, _ in commands)
+        log(f"run {attempt}: {walls}")
+    return [row for row, _ in commands]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    tools = {name: shutil.which(name) for name in ("docker-registry", "skopeo")}
+    tools[GNU_TIME] = GNU_TIME if os.access(GNU_TIME, os.X_OK) else None
+    if not all(tools.values()):
+        missing = ", ".join(name for name, path in tools.items() if not path)
+        raise SystemExit(f"needs {missing} (GNU time is Debian's package time)")
+    log(f"load average at the start: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="regwatch-bench-startup-") as tmp:
+        work = Path(tmp)
+        (work / "registry").mkdir()
+        (work / "runs").mkdir()
+        server = start_plain_registry(str(tools["docker-registry"]), work / "registry")
+        try:
+            digest = push_image(server)
+            log(f"pushed {server.host}/{REPOSITORY}:{TAG} as {digest}")
+            rows = run(Bench(server, digest, work / "runs", GNU_TIME), args.repeat)
+        finally:
+            server.stop()
+    log(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"Median of {args.repeat} interleaved runs (after 2 warm-up rounds).\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

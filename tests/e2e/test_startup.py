@@ -1,0 +1,116 @@
+"""A step imports only what it needs: the heavy libraries are pinned out of the light paths.
+
+Each test runs the real front end in a child process (as Concourse or a shell would) and asks
+that process, after the command, which libraries it loaded. Without a `store` nothing
+persists, so a check or get must not even import SQLAlchemy, let alone Alembic; `rich` is for
+a terminal, zstandard for zstd layers, RE2 for patterns. A later change that imports one of
+them at module level again fails here instead of quietly costing every step start-up time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from regwatch.refs import Repository
+from tests import images
+from tests.e2e.steps import client_for
+from tests.registries import RegistryServer
+
+HEAVY = frozenset({"sqlalchemy", "alembic", "rich", "zstandard", "re2"})
+
+PROBE = """\
+import json, sys
+from regwatch.frontends.cli import main
+code = main(sys.argv[2:])
+loaded = sorted({name.partition(".")[0] for name in sys.modules})
+with open(sys.argv[1], "w") as report:
+    json.dump({"code": code, "loaded": loaded}, report)
+"""
+
+
+def run_cli(args: list[str], tmp_path: Path, stdin: str = "") -> tuple[str, set[str]]:
+    """stdout of `regwatch ARGS`, and the top-level packages its process had loaded."""
+    report = tmp_path / f"modules-{uuid.uuid4().hex[:8]}.json"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(report), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(report.read_text())
+    assert found["code"] == 0, done.stderr
+    return done.stdout, set(found["loaded"])
+
+
+@pytest.fixture(scope="module")
+def pushed(plain_registry: RegistryServer) -> tuple[str, images.Image]:
+    image = images.image("startup")
+    repo = Repository(plain_registry.host, f"startup/{uuid.uuid4().hex[:10]}")
+    images.push(client_for(plain_registry), repo, "1.0.0", image)
+    images.push(client_for(plain_registry), repo, "stable", image)
+    return str(repo), image
+
+
+def test_digest_imports_no_store_no_terminal_ui_and_no_codec(
+    pushed: tuple[str, images.Image], tmp_path: Path
+) -> None:
+    repo, image = pushed
+    out, loaded = run_cli(["digest", f"{repo}:stable"], tmp_path)
+    assert out == f"{image.digest}\n"
+    assert loaded & HEAVY == set()
+
+
+def test_tags_imports_no_store_no_terminal_ui_and_no_codec(
+    pushed: tuple[str, images.Image], tmp_path: Path
+) -> None:
+    repo, _ = pushed
+    out, loaded = run_cli(["tags", repo], tmp_path)
+    assert sorted(out.split()) == ["1.0.0", "stable"]
+    assert loaded & HEAVY == set()
+
+
+@pytest.mark.parametrize("mode", [{"tag": "stable"}, {}], ids=["tag mode", "semver mode"])
+def test_check_without_a_store_opens_no_database(
+    mode: dict[str, Any], pushed: tuple[str, images.Image], tmp_path: Path
+) -> None:
+    repo, image = pushed
+    request = {"source": {"repository": repo, **mode}}
+    out, loaded = run_cli(["check"], tmp_path, json.dumps(request))
+    tag = mode.get("tag", "1.0.0")
+    assert json.loads(out) == [{"tag": tag, "digest": image.digest}]
+    assert loaded & HEAVY == set()
+
+
+def test_check_with_a_store_still_records(pushed: tuple[str, images.Image], tmp_path: Path) -> None:
+    repo, image = pushed
+    database = tmp_path / "store.db"
+    request = {"source": {"repository": repo, "tag": "stable", "store": f"sqlite:///{database}"}}
+    out, loaded = run_cli(["check"], tmp_path, json.dumps(request))
+    assert json.loads(out) == [{"tag": "stable", "digest": image.digest}]
+    assert {"sqlalchemy", "alembic"} <= loaded
+    assert database.stat().st_size > 0
+
+
+def test_in_without_a_store_records_nothing(
+    pushed: tuple[str, images.Image], tmp_path: Path
+) -> None:
+    repo, image = pushed
+    destination = tmp_path / "dest"
+    request = {
+        "source": {"repository": repo, "tag": "stable"},
+        "version": {"tag": "stable", "digest": image.digest},
+    }
+    out, loaded = run_cli(["in", str(destination)], tmp_path, json.dumps(request))
+    assert json.loads(out)["version"] == {"tag": "stable", "digest": image.digest}
+    assert (destination / "rootfs" / "etc" / "name").read_bytes() == b"startup"
+    assert loaded & {"sqlalchemy", "alembic", "rich"} == set()
