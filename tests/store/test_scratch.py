@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from regwatch.store import migrate
+from regwatch.store import migrate, schema
 from regwatch.store.engine import create_engine
 from regwatch.store.eventstore import NewEvent
 from regwatch.store.scratch import open_scratch_store
@@ -35,7 +35,7 @@ def test_a_scratch_store_has_exactly_the_schema_the_migrations_build() -> None:
     finally:
         migrated.dispose()
     names = {name for kind, name, _, _ in created if kind == "table"}
-    assert names == {"events", "checkpoints", "sqlite_sequence"}
+    assert names == {*schema.metadata.tables, "sqlite_sequence"}
 
 
 def test_a_scratch_store_appends_and_loads() -> None:
