@@ -51,3 +51,13 @@ checkpoints = sa.Table(
     sa.Column("position", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+blob_locations = sa.Table(
+    "blob_locations",
+    metadata,
+    # A projection kept in the append transaction: the blobs (config and layers) an event's
+    # payload lists under `blobs`, and the stream (registry/repository) that holds them, so
+    # `out` can mount a blob from another repository without reading the log.
+    sa.Column("digest", sa.String(160), primary_key=True),
+    sa.Column("stream", sa.String(512), primary_key=True),
+)
