@@ -58,6 +58,9 @@ class StoredEvent:
 PAGE = 1000
 """Events `read_all` returns at most, unless asked for fewer or more."""
 
+_DIGEST_LENGTH = 160
+"""The `blob_locations.digest` column's length; sha512 digests take 135 characters."""
+
 _IN_BATCH = 500
 """Values one `IN (…)` list holds: far below every backend's limit on bound parameters."""
 
@@ -292,12 +295,15 @@ class UnitOfWork:
 
 
 def _place_blobs(connection: sa.Connection, stream: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Keep the `blob_locations` projection: a payload's `blobs` list lives in its stream."""
+    """Keep the `blob_locations` projection: a payload's `blobs` list lives in its stream.
+
+    Only a shortcut for `out`: a value that is no digest the column can hold is left out.
+    """
     digests = {
         digest
         for row in rows
         for digest in (row["payload"].get("blobs") or ())
-        if isinstance(digest, str)
+        if isinstance(digest, str) and len(digest) <= _DIGEST_LENGTH
     }
     if not digests:
         return

@@ -298,6 +298,16 @@ def test_blob_locations_follow_appends_of_payloads_with_blobs(store: EventStore)
     assert store.blob_locations([]) == {}
 
 
+def test_blob_values_that_are_no_digest_do_not_stop_an_append(store: EventStore) -> None:
+    a = "sha256:" + "a" * 64
+    blobs: list[object] = [a, "x" * 300, 5, None]
+
+    store.append("r/one", 0, [event("ImagePushed", digest=a, tags=["x"], blobs=blobs)])
+
+    assert store.load("r/one")[0].payload["blobs"] == blobs
+    assert store.blob_locations([a, "x" * 300]) == {a: ["r/one"]}
+
+
 def test_blob_locations_roll_back_with_a_lost_append(store: EventStore) -> None:
     a = "sha256:" + "a" * 64
     store.append("r/one", 0, [event()])
