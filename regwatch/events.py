@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from regwatch.errors import StoreError
+
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -142,7 +144,19 @@ def to_payload(event: Event) -> dict[str, Any]:
 
 
 def from_payload(kind: str, schema_version: int, payload: Mapping[str, Any]) -> Event:
-    """Rebuild an event from storage, upcasting old payloads to the current schema."""
+    """Rebuild an event from storage, upcasting old payloads to the current schema.
+
+    A kind or schema version this regwatch does not know was written by a newer regwatch:
+    that is a `StoreError` saying so, not a validation failure.
+    """
+    known = SCHEMA_VERSION.get(kind)
+    if known is None or schema_version > known:
+        what = f"kind {kind!r}" if known is None else f"{kind} at schema version {schema_version}"
+        newest = "" if known is None else f" (its newest is {known})"
+        raise StoreError(
+            f"the store holds an event of {what}, newer than this regwatch knows{newest};"
+            " upgrade regwatch"
+        )
     data = dict(payload)
     version = schema_version
     while version < SCHEMA_VERSION.get(kind, version):

@@ -68,6 +68,10 @@ def _digest(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return service.resolve_digest(args.reference, _access(args, env)) + "\n"
 
 
+def _migrate(args: argparse.Namespace, _env: Mapping[str, str]) -> str:
+    return service.migrate_store(args.store) + "\n"
+
+
 def _access(args: argparse.Namespace, env: Mapping[str, str]) -> service.Access:
     return service.Access(
         username=args.username or env.get("REGWATCH_USERNAME") or None,
@@ -152,6 +156,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     digest.add_argument("reference", metavar="REFERENCE", help="e.g. alpine:3.20 or app@sha256:…")
     digest.set_defaults(command=_digest)
+
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[debug],
+        help="upgrade a persistent store's schema to this regwatch's",
+        description="Upgrade the store's schema to this regwatch's revision (creating it when "
+        "empty). Idempotent; run it while nothing writes to the store.",
+    )
+    migrate.add_argument(
+        "--store",
+        required=True,
+        metavar="URL",
+        help="the store's SQLAlchemy URL, as in a source's `store`",
+    )
+    migrate.set_defaults(command=_migrate)
 
     check = commands.add_parser(
         "check",

@@ -12,6 +12,7 @@ from regwatch.service.check import check as check
 from regwatch.service.get import get as get
 from regwatch.service.lookup import list_tags as list_tags
 from regwatch.service.lookup import resolve_digest as resolve_digest
+from regwatch.service.migration import migrate_store as migrate_store
 from regwatch.service.put import Pushed as Pushed
 from regwatch.service.put import put as put
 from regwatch.service.wiring import Access as Access

@@ -154,11 +154,15 @@ def _out_version(text: str) -> SemVersion:
 
 
 def _observe_listing(source: Source, repository: Repository, now: Clock) -> list[str]:
-    """List the repository's tags and record the listing, so the aliases come from the log."""
+    """List the repository's tags for the aliases; a persistent store records the listing.
+
+    Without a store nothing would keep the record, so none is made.
+    """
     client = connect(repository.registry, access_of(source))
     listed = tuple(client.list_tags(repository, new_ok=True))
-    observation = Observation(stream=repository.name, taken_at=now(), listed=listed)
-    record_aside(source, repository.name, observation)
+    if source.store:
+        observation = Observation(stream=repository.name, taken_at=now(), listed=listed)
+        record_aside(source, repository.name, observation)
     return list(listed)
 
 
@@ -303,27 +307,22 @@ def _mounted(
 def _blob_homes(
     source: Source, repository: Repository, loaded: LoadedImage
 ) -> dict[str, Repository]:
-    """Other repositories of this registry that the log says hold our blobs.
+    """Other repositories of this registry that the store's blob locations say hold our blobs.
 
     Only a shortcut (a mount instead of an upload): a store that fails costs a warning.
     """
-    wanted = {blob.digest for blob in loaded.blobs}
     prefix = f"{repository.registry}/"
-    homes: dict[str, Repository] = {}
     try:
         with open_store(source) as store:
-            logged = store.read_all()
+            located = store.blob_locations(blob.digest for blob in loaded.blobs)
     except StoreError as exc:
         log.warning("reading where blobs live from the store failed; uploading them: %s", exc)
         return {}
-    for stored in logged:
-        if not stored.stream.startswith(prefix) or stored.stream == repository.name:
-            continue
-        if stored.kind not in ("ImageInspected", "ImagePushed"):
-            continue
-        for digest in stored.payload.get("blobs") or ():
-            if digest in wanted:
-                homes[digest] = Repository(repository.registry, stored.stream[len(prefix) :])
+    homes: dict[str, Repository] = {}
+    for digest, streams in located.items():
+        for stream in streams:
+            if stream.startswith(prefix) and stream != repository.name:
+                homes[digest] = Repository(repository.registry, stream[len(prefix) :])
     return homes
 
 

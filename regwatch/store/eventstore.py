@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +23,7 @@ from sqlalchemy import exc
 
 from regwatch.errors import Conflict, StoreError
 from regwatch.store.engine import shown, write_transaction
+from regwatch.store.schema import blob_locations as blob_locations_table
 from regwatch.store.schema import checkpoints as checkpoints_table
 from regwatch.store.schema import events as events_table
 from regwatch.store.schema import snapshots as snapshots_table
@@ -65,6 +66,15 @@ class StoredEvent:
     recorded_at: datetime
 
 
+PAGE = 1000
+"""Events `read_all` returns at most, unless asked for fewer or more."""
+
+_DIGEST_LENGTH = 160
+"""The `blob_locations.digest` column's length; sha512 digests take 135 characters."""
+
+_IN_BATCH = 500
+"""Values one `IN (…)` list holds: far below every backend's limit on bound parameters."""
+
 _BACKGROUND = re.compile(r"\s*\(Background on this error at: [^)]*\)")
 
 
@@ -82,6 +92,27 @@ class EventStore:
     @property
     def engine(self) -> sa.Engine:
         return self._engine
+
+    @contextmanager
+    def transaction(self, action: str = "write to the store") -> Iterator[UnitOfWork]:
+        """One write transaction that appends, checkpoint saves and a follower's own rows share.
+
+        Commits when the block ends normally, rolls back when it raises; `action` names the
+        work in a failure's one line. An append that lost a race raises `Conflict`.
+        """
+        unit: UnitOfWork | None = None
+
+        def lost_race() -> Conflict:
+            # A writer that does not take our lock won after the pre-check.
+            stream, expected = unit.appending if unit and unit.appending else ("?", 0)
+            return _conflict(stream, expected, self.stream_version(stream))
+
+        with (
+            translated(self._engine, action, on_conflict=lost_race),
+            write_transaction(self._engine) as connection,
+        ):
+            unit = UnitOfWork(connection, _utc(self._clock()))
+            yield unit
 
     def append(
         self,
@@ -103,34 +134,8 @@ class EventStore:
         """
         if not events and not (runs and runs[1]):
             return []
-        recorded_at = _utc(self._clock())
-
-        def lost_race() -> Conflict:
-            # A writer that does not take our lock won after the pre-check.
-            return _conflict(stream, expected_version, self.stream_version(stream))
-
-        with (
-            translated(self._engine, f"append to stream {stream}", on_conflict=lost_race),
-            write_transaction(self._engine) as connection,
-        ):
-            found = _stream_version(connection, stream)
-            if expected_version is not None and found != expected_version:
-                raise _conflict(stream, expected_version, found)
-            rows = _rows(stream, found, events, recorded_at)
-            if runs and runs[1]:
-                run_stream, run_events = runs
-                at = _stream_version(connection, run_stream)
-                rows += _rows(run_stream, at, run_events, recorded_at)
-            insert = events_table.insert().returning(
-                events_table.c.position, sort_by_parameter_order=True
-            )
-            positions = connection.execute(insert, rows).scalars().all()
-            if snapshot is not None and events:
-                _save_snapshot(connection, stream, snapshot)
-        return [
-            StoredEvent(position=position, **row)
-            for position, row in zip(positions, rows, strict=True)
-        ]
+        with self.transaction(f"append to stream {stream}") as unit:
+            return unit.append(stream, expected_version, events, snapshot=snapshot, runs=runs)
 
     def snapshot(self, stream: str) -> Snapshot | None:
         """The newest snapshot of `stream`; None when it has none."""
@@ -161,19 +166,44 @@ class EventStore:
         ):
             return _stream_version(connection, stream)
 
-    def read_all(self, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """Events of every stream with a position above `after`, in position order.
+    def read_all(self, after: int = 0, limit: int = PAGE) -> list[StoredEvent]:
+        """At most `limit` events of every stream with a position above `after`, in order.
 
+        A page, never the whole log: a follower asks again after the last position it got.
         Positions may have gaps (a rolled-back append can consume some), never reorderings.
         """
+        if limit < 1:
+            raise ValueError(f"read_all: limit must be positive, not {limit}")
         query = (
             sa.select(events_table)
             .where(events_table.c.position > after)
             .order_by(events_table.c.position)
+            .limit(limit)
         )
-        if limit is not None:
-            query = query.limit(limit)
         return self._read(f"read events after position {after}", query)
+
+    def blob_locations(self, digests: Iterable[str]) -> dict[str, list[str]]:
+        """For each of `digests`, the streams whose events placed that blob there.
+
+        Answered from the `blob_locations` projection, which appends keep up to date, so the
+        cost follows the digests asked about, never the length of the log.
+        """
+        wanted = sorted(set(digests))
+        found: dict[str, list[str]] = {}
+        with (
+            translated(self._engine, "read where blobs live"),
+            self._engine.connect() as connection,
+        ):
+            for start in range(0, len(wanted), _IN_BATCH):
+                batch = wanted[start : start + _IN_BATCH]
+                query = (
+                    sa.select(blob_locations_table.c.digest, blob_locations_table.c.stream)
+                    .where(blob_locations_table.c.digest.in_(batch))
+                    .order_by(blob_locations_table.c.digest, blob_locations_table.c.stream)
+                )
+                for digest, stream in connection.execute(query):
+                    found.setdefault(digest, []).append(stream)
+        return found
 
     def checkpoint(self, name: str) -> int:
         """The position the follower `name` has processed; 0 when it never saved one."""
@@ -185,17 +215,14 @@ class EventStore:
             position = connection.execute(query).scalar_one_or_none()
         return 0 if position is None else int(position)
 
-    def set_checkpoint(self, name: str, position: int) -> None:
-        values = {"position": position, "updated_at": _utc(self._clock())}
-        with (
-            translated(self._engine, f"save checkpoint {name}"),
-            write_transaction(self._engine) as connection,
-        ):
-            updated = connection.execute(
-                checkpoints_table.update().where(checkpoints_table.c.name == name).values(values)
-            )
-            if updated.rowcount == 0:
-                connection.execute(checkpoints_table.insert().values(name=name, **values))
+    def save_checkpoint(self, name: str, expected: int, position: int) -> None:
+        """Move the follower `name` from `expected` to `position`, alone in a transaction.
+
+        A follower that also writes rows of its own uses `transaction()` instead, so the rows
+        and the checkpoint commit together.
+        """
+        with self.transaction(f"save checkpoint {name}") as unit:
+            unit.save_checkpoint(name, expected, position)
 
     def close(self) -> None:
         """Release every pooled connection; an in-memory database is gone afterwards."""
@@ -228,6 +255,107 @@ class EventStore:
             )
             for row in rows
         ]
+
+
+class UnitOfWork:
+    """The inside of one write transaction (see `EventStore.transaction`).
+
+    `connection` is for the follower's own rows: whatever it writes there commits or rolls
+    back with the appends and the checkpoint.
+    """
+
+    def __init__(self, connection: sa.Connection, recorded_at: datetime) -> None:
+        self.connection = connection
+        self._recorded_at = recorded_at
+        self.appending: tuple[str, int] | None = None
+
+    def append(
+        self,
+        stream: str,
+        expected_version: int | None,
+        events: Sequence[NewEvent],
+        *,
+        snapshot: Snapshot | None = None,
+        runs: tuple[str, Sequence[NewEvent]] | None = None,
+    ) -> list[StoredEvent]:
+        """As `EventStore.append`, inside this transaction; `Conflict` rolls all of it back."""
+        if not events and not (runs and runs[1]):
+            return []
+        found = _stream_version(self.connection, stream)
+        if expected_version is not None and found != expected_version:
+            raise _conflict(stream, expected_version, found)
+        rows = _rows(stream, found, events, self._recorded_at)
+        if runs and runs[1]:
+            run_stream, run_events = runs
+            at = _stream_version(self.connection, run_stream)
+            rows += _rows(run_stream, at, run_events, self._recorded_at)
+        self.appending = (stream, found)
+        insert = events_table.insert().returning(
+            events_table.c.position, sort_by_parameter_order=True
+        )
+        positions = self.connection.execute(insert, rows).scalars().all()
+        self.appending = None
+        _place_blobs(self.connection, stream, rows[: len(events)])
+        if snapshot is not None and events:
+            _save_snapshot(self.connection, stream, snapshot)
+        return [
+            StoredEvent(position=position, **row)
+            for position, row in zip(positions, rows, strict=True)
+        ]
+
+    def save_checkpoint(self, name: str, expected: int, position: int) -> None:
+        """Compare-and-set: move `name` from `expected` (0: never saved) to `position`.
+
+        When another follower moved it first, nothing changes and `Conflict` is raised, so two
+        followers can never both advance one checkpoint.
+        """
+        values = {"position": position, "updated_at": self._recorded_at}
+        updated = self.connection.execute(
+            checkpoints_table.update()
+            .where(checkpoints_table.c.name == name, checkpoints_table.c.position == expected)
+            .values(values)
+        )
+        if updated.rowcount == 1:
+            return
+        current = self.connection.execute(
+            sa.select(checkpoints_table.c.position).where(checkpoints_table.c.name == name)
+        ).scalar_one_or_none()
+        if current is None and expected == 0:
+            # Every writer holds the store's write lock, so nobody inserts it between the two.
+            self.connection.execute(checkpoints_table.insert().values(name=name, **values))
+            return
+        raise _checkpoint_conflict(name, expected, current)
+
+
+def _place_blobs(connection: sa.Connection, stream: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Keep the `blob_locations` projection: a payload's `blobs` list lives in its stream.
+
+    Only a shortcut for `out`: a value that is no digest the column can hold is left out.
+    """
+    digests = {
+        digest
+        for row in rows
+        for digest in (row["payload"].get("blobs") or ())
+        if isinstance(digest, str) and len(digest) <= _DIGEST_LENGTH
+    }
+    if not digests:
+        return
+    known = set(
+        connection.execute(
+            sa.select(blob_locations_table.c.digest).where(
+                blob_locations_table.c.stream == stream,
+                blob_locations_table.c.digest.in_(sorted(digests)),
+            )
+        ).scalars()
+    )
+    new = [{"digest": digest, "stream": stream} for digest in sorted(digests - known)]
+    if new:
+        connection.execute(blob_locations_table.insert(), new)
+
+
+def _checkpoint_conflict(name: str, expected: int, found: int | None) -> Conflict:
+    where = "never saved" if found is None else f"at {found}"
+    return Conflict(f"checkpoint {name}: expected position {expected}, found it {where}")
 
 
 @contextmanager

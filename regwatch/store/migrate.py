@@ -1,15 +1,19 @@
-"""Alembic driven from code: upgrade to head, "is the schema current?".
+"""Alembic driven from code: upgrade to head, "is the schema current?", the store policy.
 
 The scripts are the top-level `migrations/` directory of the source tree; a wheel ships them
 as `regwatch/migrations/`. Migrations run on the store's own connection, inside a write
 transaction, which `migrations/env.py` picks up from `config.attributes["connection"]`: an
 in-memory database is migrated in place, and two processes upgrading at once take turns.
+
+Policy (docs/decisions "Stores"): a persistent store is created at head when it holds no
+regwatch schema yet, and otherwise used only at head; `migrate` is the one way to upgrade it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -22,7 +26,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from regwatch.errors import SchemaNotCurrent, StoreError
-from regwatch.store.engine import create_engine, shown, write_transaction
+from regwatch.store.engine import create_engine, is_memory, shown, write_transaction
 from regwatch.store.eventstore import EventStore, translated
 from regwatch.store.scratch import open_scratch_store
 
@@ -80,31 +84,84 @@ def is_current(engine: sa.Engine) -> bool:
 def require_current(engine: sa.Engine) -> None:
     """Refuse a database whose schema is not this regwatch's head, saying what to do."""
     current, head = current_revision(engine), head_revision()
-    if current == head:
-        return
-    where = shown(engine.url)
-    if current is not None and not _known(current):
-        raise SchemaNotCurrent(
-            f"database {where} at revision {current}, newer than this regwatch knows"
-            f" (its newest is {head}); upgrade regwatch"
-        )
-    revision = current or "base (empty)"
-    raise SchemaNotCurrent(
-        f"database {where} at revision {revision}, needs {head}; run `regwatch migrate`"
-    )
+    if current != head:
+        raise _not_current(engine, current, head)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What `migrate` did: the revision the store was at (None: empty) and is at now."""
+
+    store: str
+    before: str | None
+    after: str
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def migrate(url: str) -> Migration:
+    """`regwatch migrate`: bring the store at `url` up to head; nothing to do is no change.
+
+    Idempotent, and safe while nothing writes: each revision runs inside the store's write
+    transaction, so two `migrate` runs take turns. A store newer than this regwatch is refused.
+    """
+    with _engine(url) as engine:
+        before, head = current_revision(engine), head_revision()
+        if before is not None and not _known(before):
+            raise _not_current(engine, before, head)
+        if before != head:
+            upgrade(engine)
+        return Migration(shown(engine.url), before, current_revision(engine) or head)
 
 
 def open_store(url: str | None, clock: Callable[[], datetime] | None = None) -> EventStore:
-    """A store at `url` with its schema upgraded to head; None is a throw-away in-memory store."""
+    """The store at `url`: a throw-away in-memory one for None, else a persistent one.
+
+    Throw-away stores (no URL, or an in-memory SQLite URL) are created from the metadata,
+    without Alembic; persistent ones follow `prepare_persistent`.
+    """
     if not url:
         return open_scratch_store(clock)
     engine = create_engine(url)
+    if is_memory(engine.url):
+        engine.dispose()
+        return open_scratch_store(clock)
     try:
-        upgrade(engine)
+        prepare_persistent(engine)
     except BaseException:
         engine.dispose()
         raise
     return EventStore(engine) if clock is None else EventStore(engine, clock)
+
+
+def prepare_persistent(engine: sa.Engine) -> None:
+    """Use a persistent store only at this regwatch's revision, and never change it silently.
+
+    A database with no regwatch schema yet is created at head: nothing else can be using it.
+    One at an older revision may be in use by other regwatch processes (daemons sharing it), so
+    it is refused with the command that migrates it; one at a newer revision, too.
+    """
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is not None:
+        raise _not_current(engine, current, head)
+    upgrade(engine)
+
+
+def _not_current(engine: sa.Engine, current: str | None, head: str) -> SchemaNotCurrent:
+    where = shown(engine.url)
+    if current is not None and not _known(current):
+        return SchemaNotCurrent(
+            f"store {where} is at schema revision {current}, newer than this regwatch knows"
+            f" (its newest is {head}); upgrade regwatch"
+        )
+    return SchemaNotCurrent(
+        f"store {where} is at schema revision {current or 'base (empty)'}, older than this"
+        f" regwatch's {head}; run `regwatch migrate --store {where}` once nothing writes to it"
+    )
 
 
 @contextmanager

@@ -63,3 +63,13 @@ snapshots = sa.Table(
     sa.Column("schema_version", sa.Integer, nullable=False),
     sa.Column("state", sa.JSON, nullable=False),
 )
+
+blob_locations = sa.Table(
+    "blob_locations",
+    metadata,
+    # A projection kept in the append transaction: the blobs (config and layers) an event's
+    # payload lists under `blobs`, and the stream (registry/repository) that holds them, so
+    # `out` can mount a blob from another repository without reading the log.
+    sa.Column("digest", sa.String(160), primary_key=True),
+    sa.Column("stream", sa.String(512), primary_key=True),
+)

@@ -173,15 +173,167 @@ def test_read_all_follows_positions_across_streams(store: EventStore) -> None:
     assert store.read_all(after=positions[-1]) == []
 
 
-def test_checkpoints_default_to_zero_and_can_be_overwritten(store: EventStore) -> None:
+def test_read_all_is_a_page_never_the_whole_log(store: EventStore) -> None:
+    appended = [store.append(f"s{n}", 0, [event()])[0] for n in range(5)]
+
+    assert store.read_all(limit=2) == appended[:2]
+    assert store.read_all(after=appended[1].position, limit=2) == appended[2:4]
+    with pytest.raises(ValueError, match="limit must be positive"):
+        store.read_all(limit=0)
+
+
+def test_read_all_without_a_limit_stops_at_one_page(store: EventStore) -> None:
+    store.append("s", 0, [event(n=n) for n in range(eventstore.PAGE + 3)])
+
+    first = store.read_all()
+    rest = store.read_all(after=first[-1].position)
+
+    assert len(first) == eventstore.PAGE
+    assert [e.payload["n"] for e in rest] == [
+        eventstore.PAGE,
+        eventstore.PAGE + 1,
+        eventstore.PAGE + 2,
+    ]
+
+
+def test_checkpoints_default_to_zero_and_move_by_compare_and_set(store: EventStore) -> None:
     assert store.checkpoint("notify") == 0
 
-    store.set_checkpoint("notify", 5)
-    store.set_checkpoint("other", 2)
+    store.save_checkpoint("notify", 0, 5)
+    store.save_checkpoint("other", 0, 2)
+    store.save_checkpoint("notify", 5, 9)
+
+    assert (store.checkpoint("notify"), store.checkpoint("other")) == (9, 2)
+
+
+@pytest.mark.parametrize(("expected", "found"), [(0, "at 5"), (4, "at 5"), (6, "at 5")])
+def test_a_checkpoint_another_follower_moved_is_a_conflict(
+    store: EventStore, expected: int, found: str
+) -> None:
+    store.save_checkpoint("notify", 0, 5)
+
+    with pytest.raises(
+        Conflict, match=f"^checkpoint notify: expected position {expected}, found it {found}$"
+    ):
+        store.save_checkpoint("notify", expected, 7)
+
     assert store.checkpoint("notify") == 5
 
-    store.set_checkpoint("notify", 9)
-    assert (store.checkpoint("notify"), store.checkpoint("other")) == (9, 2)
+
+def test_a_checkpoint_never_saved_is_a_conflict_unless_expected_at_zero(store: EventStore) -> None:
+    with pytest.raises(Conflict, match="expected position 3, found it never saved"):
+        store.save_checkpoint("notify", 3, 7)
+    assert store.checkpoint("notify") == 0
+
+
+def test_two_followers_cannot_both_advance_one_checkpoint(shared_url: str) -> None:
+    with open_store(shared_url) as store:
+        store.save_checkpoint("notify", 0, 1)
+
+    def advance(index: int) -> object:
+        with open_store(shared_url) as store:
+            store.save_checkpoint("notify", 1, 10 + index)
+            return index
+
+    results = run_in_threads(4, advance)
+
+    winners = [r for r in results if isinstance(r, int)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, Conflict) for r in results if r not in winners)
+    with open_store(shared_url) as store:
+        assert store.checkpoint("notify") == 10 + winners[0]
+
+
+def test_a_unit_of_work_commits_rows_appends_and_checkpoint_together(store: EventStore) -> None:
+    followed = store.append("s", 0, [event()])
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE delivered (position INTEGER)"))
+
+    with store.transaction("deliver") as unit:
+        unit.connection.execute(
+            sa.text("INSERT INTO delivered VALUES (:p)"), {"p": followed[0].position}
+        )
+        unit.append("receipts", 0, [event("Delivered")])
+        unit.save_checkpoint("notify", 0, followed[0].position)
+
+    assert store.checkpoint("notify") == followed[0].position
+    assert [e.kind for e in store.load("receipts")] == ["Delivered"]
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT position FROM delivered")).scalars().all() == [
+            followed[0].position
+        ]
+
+
+def test_a_unit_of_work_that_fails_leaves_nothing(store: EventStore) -> None:
+    store.save_checkpoint("notify", 0, 1)
+    with store.engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE delivered (position INTEGER)"))
+
+    def deliver() -> None:
+        with store.transaction("deliver") as unit:
+            unit.connection.execute(sa.text("INSERT INTO delivered VALUES (1)"))
+            unit.append("receipts", 0, [event("Delivered")])
+            unit.save_checkpoint("notify", 0, 2)  # another follower moved it to 1
+
+    with pytest.raises(Conflict):
+        deliver()
+
+    assert store.checkpoint("notify") == 1
+    assert store.load("receipts") == []
+    with store.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM delivered")).scalar_one() == 0
+
+
+def test_blob_locations_follow_appends_of_payloads_with_blobs(store: EventStore) -> None:
+    a, b, c = ("sha256:" + x * 64 for x in "abc")
+    store.append("r/one", 0, [event("ImageInspected", digest=c, blobs=[a, b])])
+    store.append("r/two", 0, [event("ImagePushed", digest=c, tags=["x"], blobs=[b])])
+    store.append("r/two", 1, [event("ImagePushed", digest=c, tags=["y"], blobs=[b])])
+    store.append("r/three", 0, [event("TagAppeared", tag="1", digest=c)])
+
+    assert store.blob_locations([a, b, c, "sha256:unknown"]) == {
+        a: ["r/one"],
+        b: ["r/one", "r/two"],
+    }
+    assert store.blob_locations([]) == {}
+
+
+def test_blob_values_that_are_no_digest_do_not_stop_an_append(store: EventStore) -> None:
+    a = "sha256:" + "a" * 64
+    blobs: list[object] = [a, "x" * 300, 5, None]
+
+    store.append("r/one", 0, [event("ImagePushed", digest=a, tags=["x"], blobs=blobs)])
+
+    assert store.load("r/one")[0].payload["blobs"] == blobs
+    assert store.blob_locations([a, "x" * 300]) == {a: ["r/one"]}
+
+
+def test_blob_locations_roll_back_with_a_lost_append(store: EventStore) -> None:
+    a = "sha256:" + "a" * 64
+    store.append("r/one", 0, [event()])
+
+    with pytest.raises(Conflict):
+        store.append("r/one", 0, [event("ImagePushed", digest=a, tags=["x"], blobs=[a])])
+
+    assert store.blob_locations([a]) == {}
+
+
+def test_blob_locations_do_not_read_the_log(store: EventStore) -> None:
+    a = "sha256:" + "a" * 64
+    store.append("r/one", 0, [event("ImagePushed", digest=a, tags=["x"], blobs=[a])])
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert store.blob_locations([a]) == {a: ["r/one"]}
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+
+    assert statements
+    assert not [s for s in statements if "events" in s], statements
 
 
 def test_two_writers_racing_on_one_stream_one_wins(shared_url: str) -> None:

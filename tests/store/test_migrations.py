@@ -39,8 +39,12 @@ def tables(engine: sa.Engine) -> set[str]:
         return set(sa.inspect(connection).get_table_names()) - {"sqlite_sequence"}
 
 
-def test_head_is_the_snapshots_revision() -> None:
-    assert migrate.head_revision() == "0002_stream_snapshots"
+HEAD = "0003_blob_locations"
+TABLES = {"alembic_version", "events", "checkpoints", "snapshots", "blob_locations"}
+
+
+def test_head_is_the_newest_revision() -> None:
+    assert migrate.head_revision() == HEAD
 
 
 def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:
@@ -49,9 +53,9 @@ def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:
 
     migrate.upgrade(engine)
 
-    assert migrate.current_revision(engine) == "0002_stream_snapshots"
+    assert migrate.current_revision(engine) == HEAD
     assert migrate.is_current(engine)
-    assert tables(engine) == {"alembic_version", "events", "checkpoints", "snapshots"}
+    assert tables(engine) == TABLES
     migrate.require_current(engine)
 
 
@@ -66,9 +70,8 @@ def test_require_current_refuses_an_empty_database(engine: sa.Engine) -> None:
         migrate.require_current(engine)
 
     message = str(caught.value)
-    assert (
-        "at revision base (empty), needs 0002_stream_snapshots; run `regwatch migrate`" in message
-    )
+    assert f"at schema revision base (empty), older than this regwatch's {HEAD}" in message
+    assert "run `regwatch migrate --store " in message
     assert "\n" not in message
 
 
@@ -80,7 +83,9 @@ def test_require_current_names_a_revision_this_regwatch_does_not_know(
         connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
 
     assert not migrate.is_current(engine)
-    with pytest.raises(SchemaNotCurrent, match=r"at revision 9999, newer than .*upgrade regwatch"):
+    with pytest.raises(
+        SchemaNotCurrent, match=r"at schema revision 9999, newer than .*upgrade regwatch$"
+    ):
         migrate.require_current(engine)
 
 
@@ -95,7 +100,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: sa.Engine) -> None:
 
     migrate.upgrade(engine)
     assert migrate.is_current(engine)
-    assert tables(engine) == {"alembic_version", "events", "checkpoints", "snapshots"}
+    assert tables(engine) == TABLES
 
 
 def test_unknown_target_revision_is_a_store_error(engine: sa.Engine) -> None:
@@ -122,11 +127,11 @@ def test_open_store_on_a_file_migrates_it_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
-def test_throw_away_store_is_migrated_in_memory(url: str) -> None:
-    """Every connection of an in-memory store sees the one database the migration built."""
+def test_an_in_memory_url_is_a_scratch_store(url: str) -> None:
+    """Built from the metadata, not migrated; every connection sees the one database."""
     with migrate.open_store(url) as store:
-        assert migrate.is_current(store.engine)
-        store.set_checkpoint("seed", 7)
+        assert migrate.current_revision(store.engine) is None
+        store.save_checkpoint("seed", 0, 7)
         assert store.checkpoint("seed") == 7
         assert store.engine.url.get_backend_name() == "sqlite"
 

@@ -51,7 +51,7 @@ def test_open_store_without_a_url_is_a_scratch_store() -> None:
     """Not migrated (no Alembic), and every connection sees the one database it created."""
     with migrate.open_store(None) as store:
         assert migrate.current_revision(store.engine) is None
-        store.set_checkpoint("seed", 7)
+        store.save_checkpoint("seed", 0, 7)
         assert store.checkpoint("seed") == 7
         assert store.load("library/app") == []
 
