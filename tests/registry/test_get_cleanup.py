@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,7 @@ def two_layers(fault: FaultRegistry, first: list[tw.Entry]) -> tuple[images.Imag
         "application/vnd.oci.image.config.v1+json",
         json.dumps({"os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode(),
     )
-    manifest = {
+    manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": config.descriptor(),

@@ -17,7 +17,7 @@ def check_with(source: dict[str, Any], **extra: Any) -> str:
     return json.dumps({"source": {"repository": "r", **source}, **extra})
 
 
-def refused(text: str, parse: Any = parse_check_request) -> str:
+def refused(text: str | bytes, parse: Any = parse_check_request) -> str:
     with pytest.raises(ConfigError) as caught:
         parse(text)
     message = str(caught.value)
