@@ -122,18 +122,23 @@ class ExternalPostgres:
     url: str
 
     def fresh_url(self) -> str:
-        engine = sa.create_engine(self.url)
-        try:
-            with engine.begin() as connection:
-                existing = sa.MetaData()
-                existing.reflect(connection)
-                existing.drop_all(connection)
-        finally:
-            engine.dispose()
+        empty_database(self.url)
         return self.url
 
     def stop(self) -> None:
         """Nothing to stop: the server is not ours."""
+
+
+def empty_database(url: str) -> None:
+    """Drop every table, so a test starts from (or builds again on) an empty schema."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            existing = sa.MetaData()
+            existing.reflect(connection)
+            existing.drop_all(connection)
+    finally:
+        engine.dispose()
 
 
 def _run(*command: str | Path) -> subprocess.CompletedProcess[str]:

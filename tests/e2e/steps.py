@@ -26,10 +26,15 @@ class Run:
     stderr: str
 
 
+def regwatch_command() -> list[str]:
+    """The installed console script, falling back to `python -m regwatch`."""
+    script = shutil.which("regwatch")
+    return [script] if script else [sys.executable, "-m", "regwatch"]
+
+
 def step(name: str, request: Mapping[str, Any] | str, directory: Path | str | None = None) -> Run:
     """Run `regwatch check|in|out [DIRECTORY]` with the request on stdin."""
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
+    command = regwatch_command()
     payload = request if isinstance(request, str) else json.dumps(request)
     done = subprocess.run(
         [*command, name, *([str(directory)] if directory is not None else [])],

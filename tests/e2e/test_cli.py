@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from regwatch.refs import Repository
 from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
 from tests import images
+from tests.e2e.steps import regwatch_command
 from tests.registries import RegistryServer
 
 
@@ -30,10 +29,8 @@ class Run:
 
 def regwatch(*args: str, env: Mapping[str, str] | None = None) -> Run:
     """Run the installed console script (falling back to `python -m regwatch`)."""
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
     done = subprocess.run(
-        [*command, *args],
+        [*regwatch_command(), *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,7 +23,7 @@ import pytest
 from regwatch.frontends.interrupt import GRACE
 from regwatch.refs import Repository
 from tests import images
-from tests.e2e.steps import client_for
+from tests.e2e.steps import client_for, regwatch_command
 from tests.faults import (
     DOCKER_MANIFEST,
     FaultRegistry,
@@ -39,8 +37,7 @@ from tests.registries import RegistryServer
 
 
 def command(*args: str) -> list[str]:
-    script = shutil.which("regwatch")
-    return [*([script] if script else [sys.executable, "-m", "regwatch"]), *args]
+    return [*regwatch_command(), *args]
 
 
 def seeded(server: RegistryServer, tags: Sequence[str] = ("latest",)) -> tuple[str, str]:

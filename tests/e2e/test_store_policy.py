@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +14,7 @@ from regwatch.store.engine import create_engine
 from regwatch.store.schema import events
 from tests import images
 from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
+from tests.e2e.test_cli import regwatch as command_line
 from tests.registries import RegistryServer
 
 HEAD = "0003_blob_locations"
@@ -25,17 +22,9 @@ THEN = datetime(2024, 5, 6, tzinfo=UTC)
 
 
 def regwatch(*arguments: str) -> Run:
-    script = shutil.which("regwatch")
-    command = [script] if script else [sys.executable, "-m", "regwatch"]
-    done = subprocess.run(
-        [*command, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
-    return Run(done.returncode, done.stdout, done.stderr)
+    """The command's outcome, with stdout as the `answer` the step assertions read."""
+    done = command_line(*arguments)
+    return Run(done.code, done.stdout, done.stderr)
 
 
 def revision(url: str) -> str | None:

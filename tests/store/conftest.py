@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from regwatch.store.engine import create_engine
 from regwatch.store.eventstore import EventStore
 from regwatch.store.migrate import open_store
 
@@ -31,18 +29,6 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "sqlite://"
     # Asked for only here, so a run without PostgreSQL tests never starts the cluster.
     return str(request.getfixturevalue("postgres_url"))
-
-
-def empty_database(url: str) -> None:
-    """Drop every table, so a test can build a schema again on the same database."""
-    engine = create_engine(url)
-    try:
-        with engine.begin() as connection:
-            existing = sa.MetaData()
-            existing.reflect(connection)
-            existing.drop_all(connection)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(params=ALL)

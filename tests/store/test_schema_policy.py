@@ -17,7 +17,7 @@ from regwatch.errors import SchemaNotCurrent
 from regwatch.store import migrate
 from regwatch.store.engine import create_engine, shown
 from regwatch.store.schema import events, metadata
-from tests.store.conftest import empty_database
+from tests.postgres import empty_database
 from tests.store.test_eventstore import run_in_threads
 
 HEAD = "0003_blob_locations"
