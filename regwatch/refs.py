@@ -200,14 +200,6 @@ def is_loopback(host: str) -> bool:
     return address is not None and address.is_loopback
 
 
-def is_loopback_or_private(host: str) -> bool:
-    """Whether a host names this machine or a private network (an SSRF target)."""
-    if is_loopback(host):
-        return True
-    address = _ip(host_without_port(host))
-    return address is not None and (address.is_private or address.is_link_local)
-
-
 def host_without_port(host: str) -> str:
     if host.startswith("["):
         return host[1 : host.index("]")]

@@ -6,7 +6,6 @@ from regwatch.errors import ConfigError
 from regwatch.refs import (
     Reference,
     Repository,
-    is_loopback_or_private,
     is_reference,
     parse_reference,
     parse_registry,
@@ -147,21 +146,6 @@ def test_mirror_rewrite_keeps_the_hub_path() -> None:
 )
 def test_plain_http_only_for_local_and_private_hosts(host: str, allowed: bool) -> None:
     assert plain_http_allowed(host) is allowed
-
-
-@pytest.mark.parametrize(
-    ("host", "private"),
-    [
-        ("127.0.0.1:9000", True),
-        ("169.254.169.254", True),
-        ("10.0.0.1", True),
-        ("[fd00::1]:80", True),
-        ("auth.docker.io", False),
-        ("1.2.3.4:443", False),
-    ],
-)
-def test_ssrf_targets_are_recognised(host: str, private: bool) -> None:
-    assert is_loopback_or_private(host) is private
 
 
 def test_registry_hosts_are_validated() -> None:
