@@ -1,11 +1,11 @@
-"""Check benchmark: wall time of `service.check` over thousands of semver tags, by concurrency.
+"""Check benchmark: wall time of `Service.check` over thousands of semver tags, by concurrency.
 
 Run by hand from the repository root (needs docker-registry):
 
     python -m bench.check [--tags 5000] [--latency-ms 15] [--repeat 3] [--sequential-repeat N]
 
 It starts a local docker-registry, seeds one repository with N semver tags (each a distinct
-manifest) plus `latest`, and times `regwatch.service.check` in this process: a cold check (no
+manifest) plus `latest`, and times `Service.check` in this process: a cold check (no
 cursor) and a check from the 10th-newest version, at several concurrencies, directly on loopback
 and through a latency proxy that holds every chunk it forwards for `--latency-ms` in each
 direction (the kernel here has no netem). Every configuration must return exactly what the
@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import cpu_seconds, duration, log
-from regwatch import service
-from regwatch.config import Source, Version
+from regwatch.config import Source
+from regwatch.frontends.sources import watch_spec
 from regwatch.image.manifests import OCI_MANIFEST
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient
+from regwatch.service import Service
+from regwatch.specs import TagDigest as Version
 from tests import images
 from tests.registries import RegistryServer, start_plain_registry
 
@@ -310,7 +312,10 @@ class Bench:
             self._proxy.take_counts()
             registry_before, client_before = cpu_seconds(self._server.pid), time.process_time()
             started = time.perf_counter()
-            answers.append(service.check(source, config.cursor))
+            with Service() as service:  # a fresh one per check, as each Concourse check is
+                answers.append(
+                    service.check(watch_spec(source, unresolved="resolve"), config.cursor)
+                )
             seconds = time.perf_counter() - started
             client = time.process_time() - client_before
             registry = cpu_seconds(self._server.pid) - registry_before

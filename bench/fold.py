@@ -24,7 +24,7 @@ from pathlib import Path
 from regwatch.decide import fold
 from regwatch.events import Event, PollSucceeded, TagAppeared, TagMoved
 from regwatch.observe import Observation
-from regwatch.service.wiring import load_state, new_event, record
+from regwatch.service.recording import load_state, new_event, record
 from regwatch.store.migrate import open_store
 
 STREAM = "127.0.0.1:5000/bench/fold"

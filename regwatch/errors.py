@@ -99,3 +99,17 @@ class Conflict(StoreError):
 
 class SchemaNotCurrent(StoreError):
     """The database schema is older than this regwatch."""
+
+
+def prefixed(exc: RegwatchError, prefix: str) -> RegwatchError:
+    """The same error, of the same kind, with `prefix: ` in front: a step's causal chain."""
+    if isinstance(exc, RegistryError):
+        return type(exc)(f"{prefix}: {exc}", exc.status)
+    return type(exc)(f"{prefix}: {exc}")
+
+
+def transient(exc: RegwatchError) -> bool:
+    """Worth another whole attempt: rate limits, dropped connections, 5xx (spec §7)."""
+    if isinstance(exc, RateLimited | ConnectionDropped):
+        return True
+    return isinstance(exc, RegistryError) and exc.status is not None and exc.status >= 500

@@ -14,16 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from regwatch.config import Source, Version
 from regwatch.selection import (
-    Mode,
-    bare_tag,
     compile_regex,
     cursor_first,
-    mode_of,
     regex_matches,
     semver_candidates,
 )
+from regwatch.specs import Mode, Selection, TagDigest
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -67,30 +64,31 @@ class Observation:
 
 def observe(
     reader: RegistryReader,
-    source: Source,
-    cursor: Version | None,
+    selection: Selection,
+    cursor: TagDigest | None,
     *,
     stream: str,
     now: Callable[[], datetime],
+    concurrency: int,
     known_images: frozenset[str] = frozenset(),
 ) -> Observation:
     """Look at the registry as the check mode needs; `known_images` are not inspected again."""
-    mode = mode_of(source)
+    mode = selection.mode
     taken_at = now()
-    pool = _Resolver(reader, source.concurrency)
+    pool = _Resolver(reader, concurrency)
     if mode is Mode.TAG:
-        return _observe_tag(pool, reader, source.tag or "", cursor, stream, taken_at)
+        return _observe_tag(pool, reader, selection.tag or "", cursor, stream, taken_at)
     if mode is Mode.REGEX:
-        compile_regex(source.tag_regex or "")  # a bad pattern costs no request (spec §3.4)
+        compile_regex(selection.tag_regex or "")  # a bad pattern costs no request (spec §3.4)
     listed = tuple(reader.list_tags())
     if mode is Mode.REGEX:
-        pool.resolve(regex_matches(listed, source))
+        pool.resolve(regex_matches(listed, selection))
         inspected: tuple[ImageFacts, ...] = ()
-        if source.created_at_sort:
+        if selection.created_at_sort:
             digests = dict.fromkeys(d for d in pool.found.values() if d not in known_images)
             inspected = tuple(pool.map(reader.inspect, list(digests)))
         return pool.observation(stream, taken_at, listed, inspected=inspected)
-    _resolve_semver(pool, listed, source, cursor)
+    _resolve_semver(pool, listed, selection, cursor)
     return pool.observation(stream, taken_at, listed)
 
 
@@ -98,7 +96,7 @@ def _observe_tag(
     pool: _Resolver,
     reader: RegistryReader,
     tag: str,
-    cursor: Version | None,
+    cursor: TagDigest | None,
     stream: str,
     taken_at: datetime,
 ) -> Observation:
@@ -113,7 +111,7 @@ def _observe_tag(
 
 
 def _resolve_semver(
-    pool: _Resolver, listed: Sequence[str], source: Source, cursor: Version | None
+    pool: _Resolver, listed: Sequence[str], selection: Selection, cursor: TagDigest | None
 ) -> None:
     """Resolve what semver mode needs: the cursor's tag first, then only newer versions.
 
@@ -121,8 +119,8 @@ def _resolve_semver(
     are resolved newest first until one carries it, so the bare tag is not mistaken for a new
     version.
     """
-    bare = bare_tag(source)
-    candidates = semver_candidates(listed, source)
+    bare = selection.bare_tag
+    candidates = semver_candidates(listed, selection)
     by_tag = {c.tag: c for c in candidates}
     ordered = [by_tag[t] for t in cursor_first([c.tag for c in candidates], cursor)]
     floor = None

@@ -6,12 +6,11 @@ answer), so the two can never disagree about a tag.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from regwatch.config import Source, Version
 from regwatch.patterns import Pattern, compile_pattern
+from regwatch.specs import Selection, TagDigest
 from regwatch.versioning import (
     Version as SemVersion,
 )
@@ -20,21 +19,6 @@ from regwatch.versioning import (
     parse_version,
     prerelease_accepted,
 )
-
-
-class Mode(enum.Enum):
-    TAG = "tag"
-    REGEX = "tag_regex"
-    SEMVER = "semver"
-
-
-def mode_of(source: Source) -> Mode:
-    """`tag` wins over `tag_regex`, which wins over semver mode (spec §3.1, quirk Q18)."""
-    if source.tag:
-        return Mode.TAG
-    if source.tag_regex:
-        return Mode.REGEX
-    return Mode.SEMVER
 
 
 @dataclass(frozen=True)
@@ -47,20 +31,17 @@ class Candidate:
     """The tag without its `-<variant>` suffix: what alias dedup counts dots in."""
 
 
-def bare_tag(source: Source) -> str:
-    """The tag that stands for "newest" without being a version: the variant, or `latest`."""
-    return source.variant or "latest"
-
-
-def semver_candidates(tags: Sequence[str], source: Source) -> list[Candidate]:
+def semver_candidates(tags: Sequence[str], selection: Selection) -> list[Candidate]:
     """Tags that parse as versions and pass variant, constraint and prerelease rules (§3.3.2).
 
     Raises `ConfigError` for a bad `semver_constraint`, which the spec checks only once the
     tags have been listed.
     """
-    constraint = parse_constraint(source.semver_constraint) if source.semver_constraint else None
-    suffix = f"-{source.variant}" if source.variant else ""
-    bare = bare_tag(source)
+    constraint = (
+        parse_constraint(selection.semver_constraint) if selection.semver_constraint else None
+    )
+    suffix = f"-{selection.variant}" if selection.variant else ""
+    bare = selection.bare_tag
     found = []
     for tag in tags:
         if tag == bare:
@@ -75,24 +56,24 @@ def semver_candidates(tags: Sequence[str], source: Source) -> list[Candidate]:
             continue
         if not prerelease_accepted(
             version.prerelease,
-            pre_releases=source.pre_releases,
-            prefixes=source.pre_release_prefixes,
+            pre_releases=selection.pre_releases,
+            prefixes=selection.pre_release_prefixes,
         ):
             continue
         found.append(Candidate(tag, version, version_string))
     return found
 
 
-def cursor_first(tags: Sequence[str], cursor: Version | None) -> list[str]:
+def cursor_first(tags: Sequence[str], cursor: TagDigest | None) -> list[str]:
     """The cursor's tag moved to the front, the others in listing order (§3.3.2)."""
     if cursor is None or cursor.tag not in tags:
         return list(tags)
     return [cursor.tag, *(t for t in tags if t != cursor.tag)]
 
 
-def regex_matches(tags: Sequence[str], source: Source) -> list[str]:
+def regex_matches(tags: Sequence[str], selection: Selection) -> list[str]:
     """Tags the (unanchored) `tag_regex` finds anywhere in, in listing order (§3.4)."""
-    pattern = compile_regex(source.tag_regex or "")
+    pattern = compile_regex(selection.tag_regex or "")
     return [tag for tag in tags if pattern.found_in(tag)]
 
 

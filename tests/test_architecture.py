@@ -18,10 +18,12 @@ VOCABULARY = (
     "regwatch.errors",
     "regwatch.refs",
     "regwatch.versioning",
-    "regwatch.config",
+    "regwatch.specs",
     "regwatch.selection",
     "regwatch.patterns",
 )
+"""The domain's words. `regwatch.config` (Concourse payloads) is not among them: only front
+ends read a payload, and they hand the layers below `specs` values."""
 IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.documents", "regwatch.image.manifests")
 EVENTS = ("regwatch.events",)
 
@@ -33,12 +35,13 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.refs", VOCABULARY, frozenset({"pydantic"})),
     ("regwatch.versioning", VOCABULARY, frozenset({"pydantic", "semver"})),
     ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
+    ("regwatch.specs", ("regwatch.refs",), frozenset()),
     ("regwatch.selection", VOCABULARY, frozenset()),
     ("regwatch.patterns", ("regwatch.errors",), frozenset({"re2"})),
     ("regwatch.connections", (), frozenset({"urllib3"})),
     (
         "regwatch.net",
-        ("regwatch.errors", "regwatch.config", "regwatch.connections"),
+        ("regwatch.errors", "regwatch.connections"),
         frozenset({"requests", "urllib3"}),
     ),
     ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
@@ -75,11 +78,6 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         (*VOCABULARY, *EVENTS, "regwatch.store."),
         frozenset({"sqlalchemy", "alembic"}),
     ),
-    (
-        "regwatch.download",
-        (*VOCABULARY, "regwatch.image.", "regwatch.registry.", "regwatch.net"),
-        frozenset(),
-    ),
     ("regwatch.service.", ("regwatch.",), frozenset()),
     (
         "regwatch.frontends.notify",
@@ -98,6 +96,9 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         (
             "regwatch.service",
             "regwatch.config",
+            "regwatch.specs",
+            "regwatch.refs",
+            "regwatch.net",
             "regwatch.errors",
             "regwatch.projections.",
             "regwatch.frontends.",
@@ -165,6 +166,17 @@ def test_imports_follow_the_architecture(path: Path) -> None:
             assert allowed(imported, own), f"{module} must not import {imported}"
         else:
             assert top in third_party, f"{module} must not import third-party {top}"
+
+
+def test_only_front_ends_read_concourse_payloads() -> None:
+    """Below the front ends a watch is a `specs.WatchSpec`, whoever asked for it."""
+    readers = {
+        module_name(path)
+        for path in MODULES
+        if "regwatch.config" in imports_of(path)
+        and not module_name(path).startswith("regwatch.frontends.")
+    }
+    assert readers == set()
 
 
 def test_every_module_starts_with_a_docstring() -> None:

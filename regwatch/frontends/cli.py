@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, NoReturn, TextIO
 
-from regwatch import __version__, service
+from regwatch import __version__
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.frontends import concourse
 from regwatch.frontends.output import (
@@ -20,6 +20,9 @@ from regwatch.frontends.output import (
     log_warnings,
     write_line,
 )
+from regwatch.net import RetryPolicy, request_timeout_from_env
+from regwatch.service import Service
+from regwatch.specs import Access
 
 log = logging.getLogger("regwatch")
 
@@ -61,22 +64,30 @@ def main(
 
 
 def _tags(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return "".join(f"{tag}\n" for tag in service.list_tags(args.repository, _access(args, env)))
+    with _service(env) as service:
+        tags = service.list_tags(args.repository, _access(args, env))
+    return "".join(f"{tag}\n" for tag in tags)
 
 
 def _digest(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return service.resolve_digest(args.reference, _access(args, env)) + "\n"
+    with _service(env) as service:
+        return service.resolve_digest(args.reference, _access(args, env)) + "\n"
 
 
 def _migrate(args: argparse.Namespace, _env: Mapping[str, str]) -> str:
-    return service.migrate_store(args.store) + "\n"
+    with Service(store=args.store) as service:
+        return service.migrate() + "\n"
 
 
-def _access(args: argparse.Namespace, env: Mapping[str, str]) -> service.Access:
-    return service.Access(
+def _service(env: Mapping[str, str]) -> Service:
+    return Service(retry=RetryPolicy.from_env(env), request_timeout=request_timeout_from_env(env))
+
+
+def _access(args: argparse.Namespace, env: Mapping[str, str]) -> Access:
+    return Access(
         username=args.username or env.get("REGWATCH_USERNAME") or None,
         password=args.password or env.get("REGWATCH_PASSWORD") or None,
-        ca_certs=[_read_ca(path) for path in args.ca_cert],
+        ca_certs=tuple(_read_ca(path) for path in args.ca_cert),
         insecure=args.insecure,
     )
 

@@ -15,12 +15,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from regwatch import service
-from regwatch.config import Version, parse_check_request, parse_in_request, parse_out_request
+from regwatch.config import Source, parse_check_request, parse_in_request, parse_out_request
 from regwatch.errors import ConfigError, RegwatchError
 from regwatch.frontends.interrupt import Interruption, new_entries_remover
 from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
 from regwatch.frontends.progress import progress_for
+from regwatch.frontends.sources import (
+    cursor_of,
+    fetch_spec,
+    push_spec,
+    refuse_unsupported,
+    watch_spec,
+)
+from regwatch.net import RetryPolicy, request_timeout_from_env
+from regwatch.service import Service
+from regwatch.specs import Metadata, TagDigest
 
 log = logging.getLogger("regwatch")
 
@@ -49,11 +58,14 @@ def in_main(
 
     def get(request: str, destination: Path, err: TextIO) -> Any:
         parsed = parse_in_request(request)
-        _configure_logging(debug=parsed.source.debug)
-        metadata = service.get(
-            parsed.source, parsed.params, parsed.version, destination, progress=progress_for(err)
-        )
-        return _answer(parsed.version, metadata)
+        source = parsed.source
+        _configure_logging(debug=source.debug)
+        spec = watch_spec(source, unresolved="failed to resolve repository")
+        fetch = fetch_spec(parsed.params, parsed.version)
+        progress = None if source.debug else progress_for(err)
+        with _service(source) as service:
+            metadata = service.get(spec, fetch, destination, progress=progress)
+        return _answer(fetch.version, metadata)
 
     return _with_directory(get, argv, stdin, stdout, stderr, writes=True)
 
@@ -68,9 +80,17 @@ def out_main(
 
     def put(request: str, sources: Path, err: TextIO) -> Any:
         parsed = parse_out_request(request)
-        _configure_logging(debug=parsed.source.debug)
-        progress = None if parsed.source.debug else progress_for(err)
-        pushed = service.put(parsed.source, parsed.params, sources, progress=progress)
+        source = parsed.source
+        _configure_logging(debug=source.debug)
+        refuse_unsupported(source)
+        if source.content_trust is not None:
+            raise ConfigError(
+                "content_trust: signing with Notary is not built yet; remove it to push"
+            )
+        spec = watch_spec(source, unresolved="could not resolve repository", mirrored=False)
+        progress = None if source.debug else progress_for(err)
+        with _service(source) as service:
+            pushed = service.put(spec, push_spec(parsed.params), sources, progress=progress)
         return _answer(pushed.version, pushed.metadata)
 
     return _with_directory(put, argv, stdin, stdout, stderr, writes=False)
@@ -104,18 +124,36 @@ def _with_directory(
     )
 
 
-def _answer(version: Version, metadata: Sequence[service.Metadata]) -> dict[str, Any]:
+def _service(source: Source) -> Service:
+    """The step's service: its store, and the retry and deadline settings of the environment."""
+    return Service(
+        store=source.store,
+        retry=RetryPolicy.from_env(),
+        request_timeout=request_timeout_from_env(),
+    )
+
+
+def _version(version: TagDigest) -> dict[str, str]:
+    return {"tag": version.tag, "digest": version.digest}
+
+
+def _answer(version: TagDigest, metadata: Sequence[Metadata]) -> dict[str, Any]:
     return {
-        "version": version.model_dump(),
+        "version": _version(version),
         "metadata": [{"name": m.name, "value": m.value} for m in metadata],
     }
 
 
 def _check(request: str) -> Any:
     parsed = parse_check_request(request)
-    _configure_logging(debug=parsed.source.debug)
-    versions = service.check(parsed.source, parsed.version)
-    return [v.model_dump() for v in versions]
+    source = parsed.source
+    _configure_logging(debug=source.debug)
+    spec = watch_spec(
+        source, unresolved=f"checking origin {source.repository} failed: resolve repository"
+    )
+    with _service(source) as service:
+        versions = service.check(spec, cursor_of(parsed.version))
+    return [_version(v) for v in versions]
 
 
 def _run(

@@ -11,35 +11,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from regwatch.config import Source, Version
 from regwatch.decide import RepoState
 from regwatch.observe import Observation
 from regwatch.selection import (
     Candidate,
-    Mode,
-    bare_tag,
     cursor_first,
-    mode_of,
     regex_matches,
     semver_candidates,
 )
+from regwatch.specs import Mode, Selection, TagDigest
 from regwatch.versioning import specificity
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def check_versions(
-    state: RepoState, observation: Observation, source: Source, cursor: Version | None
-) -> list[Version]:
+    state: RepoState, observation: Observation, selection: Selection, cursor: TagDigest | None
+) -> list[TagDigest]:
     """Oldest first, newest last, as Concourse expects (spec §3.2–3.4)."""
-    mode = mode_of(source)
+    mode = selection.mode
     if mode is Mode.TAG:
-        return _tag_mode(state, observation, source.tag or "", cursor)
+        return _tag_mode(state, observation, selection.tag or "", cursor)
     seen = _seen(state, observation)
     listed = observation.listed or ()
     if mode is Mode.REGEX:
-        return _regex_mode(state, seen, listed, source)
-    return _semver_mode(seen, listed, source, cursor)
+        return _regex_mode(state, seen, listed, selection)
+    return _semver_mode(seen, listed, selection, cursor)
 
 
 def _seen(state: RepoState, observation: Observation) -> dict[str, str]:
@@ -48,28 +45,28 @@ def _seen(state: RepoState, observation: Observation) -> dict[str, str]:
 
 
 def _tag_mode(
-    state: RepoState, observation: Observation, tag: str, cursor: Version | None
-) -> list[Version]:
+    state: RepoState, observation: Observation, tag: str, cursor: TagDigest | None
+) -> list[TagDigest]:
     current = state.tags.get(tag) if tag in observation.resolved else None
     if current is None:
         return []
     if cursor and cursor.digest and cursor.digest in observation.digests_present:
-        return [Version(tag=tag, digest=cursor.digest), Version(tag=tag, digest=current)]
-    return [Version(tag=tag, digest=current)]
+        return [TagDigest(tag=tag, digest=cursor.digest), TagDigest(tag=tag, digest=current)]
+    return [TagDigest(tag=tag, digest=current)]
 
 
 def _regex_mode(
-    state: RepoState, seen: dict[str, str], listed: Sequence[str], source: Source
-) -> list[Version]:
-    found = [(tag, seen[tag]) for tag in regex_matches(listed, source) if tag in seen]
-    if source.created_at_sort:
+    state: RepoState, seen: dict[str, str], listed: Sequence[str], selection: Selection
+) -> list[TagDigest]:
+    found = [(tag, seen[tag]) for tag in regex_matches(listed, selection) if tag in seen]
+    if selection.created_at_sort:
 
         def created(item: tuple[str, str]) -> datetime:
             image = state.images.get(item[1])
             return image.created if image and image.created else _NEVER
 
         found.sort(key=created)
-    return [Version(tag=tag, digest=digest) for tag, digest in found]
+    return [TagDigest(tag=tag, digest=digest) for tag, digest in found]
 
 
 @dataclass
@@ -79,9 +76,9 @@ class _Entry:
 
 
 def _semver_mode(
-    seen: dict[str, str], listed: Sequence[str], source: Source, cursor: Version | None
-) -> list[Version]:
-    candidates = semver_candidates(listed, source)
+    seen: dict[str, str], listed: Sequence[str], selection: Selection, cursor: TagDigest | None
+) -> list[TagDigest]:
+    candidates = semver_candidates(listed, selection)
     by_tag = {c.tag: c for c in candidates}
     floor = None
     if cursor and cursor.tag in by_tag and seen.get(cursor.tag) == cursor.digest:
@@ -98,12 +95,12 @@ def _semver_mode(
         if existing is None or _more_specific(candidate, existing.candidate):
             by_digest[digest] = _Entry(candidate, digest)
     entries = sorted(by_digest.values(), key=lambda e: e.candidate.version)
-    answer = [Version(tag=e.candidate.tag, digest=e.digest) for e in entries]
-    bare = bare_tag(source)
-    if bare in seen and not source.semver_constraint:
+    answer = [TagDigest(tag=e.candidate.tag, digest=e.digest) for e in entries]
+    bare = selection.bare_tag
+    if bare in seen and not selection.semver_constraint:
         older = {seen[c.tag] for c in candidates if c.tag in seen}
         if seen[bare] not in older:
-            answer.append(Version(tag=bare, digest=seen[bare]))
+            answer.append(TagDigest(tag=bare, digest=seen[bare]))
     return answer
 
 

@@ -5,42 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from regwatch.config import GetParams, Source, Version
-from regwatch.download import (
-    ImageSource,
-    NoProgress,
-    PlatformImage,
-    Progress,
-    write_rootfs,
-    write_small_file,
-)
-from regwatch.errors import ConfigError, RegwatchError
+from regwatch.errors import ConfigError, RegwatchError, prefixed, transient
 from regwatch.image.manifests import Platform, wanted_platform
 from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.image.removal import remove_tree
-from regwatch.net import RetryPolicy, Transport
 from regwatch.observe import Observation
 from regwatch.patterns import Pattern, compile_pattern
-from regwatch.refs import Repository, parse_digest, parse_repository
+from regwatch.refs import Repository, parse_digest
 from regwatch.registry.client import Manifest
-from regwatch.service.wiring import (
-    Access,
-    Clock,
-    Metadata,
-    access_of,
-    connect,
-    image_facts,
-    mirror_of,
-    prefixed,
-    record_aside,
-    refuse_unsupported,
-    transient,
-    utc_now,
-)
+from regwatch.registry.images import ImageSource, PlatformImage
+from regwatch.service.facts import image_facts
+from regwatch.service.unpack import NoProgress, Progress, write_rootfs, write_small_file
+from regwatch.specs import Access, FetchSpec, Metadata, WatchSpec
+
+if TYPE_CHECKING:
+    from regwatch.service.app import Service
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +32,15 @@ FORMATS = ("rootfs", "oci", "oci-layout")
 
 
 def get(
-    source: Source,
-    params: GetParams,
-    version: Version,
+    service: Service,
+    spec: WatchSpec,
+    fetch: FetchSpec,
     destination: Path,
     *,
     progress: Progress | None = None,
-    now: Clock = utc_now,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Metadata]:
-    """Concourse `in`: download `version.digest` into `destination` (spec §6.1–6.5)."""
-    refuse_unsupported(source)
-    try:
-        origin = parse_repository(source.repository)
-    except ConfigError as exc:
-        raise ConfigError(f"failed to resolve repository: {exc}") from None
-    wanted = params.platform or source.platform
+    """Concourse `in`: download `fetch.version`'s digest into `destination` (spec §6.1–6.5)."""
+    wanted = fetch.platform or spec.platform
     platform = wanted_platform(
         wanted.architecture if wanted else None, wanted.os if wanted else None
     )
@@ -72,50 +48,42 @@ def get(
         destination.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create {destination}: {exc.strerror or exc}") from exc
-    plan = _GetPlan(
-        source, params, version, destination, platform, origin, progress or NoProgress()
-    )
+    plan = _GetPlan(service, spec, fetch, destination, platform, progress or NoProgress())
     fetched: _Fetched | None = None
-    mirror = mirror_of(origin, source)
-    if mirror is not None:
-        mirror_repo, mirror_access = mirror
+    if spec.mirror is not None:
+        mirror = spec.mirror
         try:
-            fetched = plan.download(mirror_repo, mirror_access, sleep)
+            fetched = plan.download(mirror.repository, mirror.access)
         except RegwatchError as exc:
-            log.warning("download from mirror %s failed: %s", mirror_repo, exc)
+            log.warning("download from mirror %s failed: %s", mirror.repository, exc)
             if not plan.clean():
                 raise prefixed(exc, "download failed") from exc
     if fetched is None:
         try:
-            fetched = plan.download(origin, access_of(source), sleep)
+            fetched = plan.download(spec.repository, spec.access)
         except RegwatchError as exc:
             plan.clean()
             raise prefixed(exc, "download failed") from exc
+    try:  # before the version files: a config fetched only now may still be invalid
+        metadata = _metadata(spec, fetch, fetched, platform)
+    except RegwatchError as exc:
+        raise prefixed(exc, "enriching metadata failed") from exc
     try:
-        try:  # before the version files: a config fetched only now may still be invalid
-            metadata = _metadata(source, version, fetched, platform)
-        except RegwatchError as exc:
-            raise prefixed(exc, "enriching metadata failed") from exc
-        try:
-            for name, value in (
-                ("tag", version.tag),
-                ("digest", version.digest),
-                ("repository", source.repository),
-            ):
-                write_small_file(destination / name, value)
-        except OSError as exc:
-            reason = f"{exc.filename}: {exc.strerror}" if exc.strerror else str(exc)
-            raise ConfigError(f"saving version info failed: {reason}") from exc
-    finally:
-        fetched.transport.close()
-    if source.store:
-        _record_inspection(source, origin, fetched, now)
+        for name, value in (
+            ("tag", fetch.version.tag),
+            ("digest", fetch.version.digest),
+            ("repository", spec.shown),
+        ):
+            write_small_file(destination / name, value)
+    except OSError as exc:
+        reason = f"{exc.filename}: {exc.strerror}" if exc.strerror else str(exc)
+        raise ConfigError(f"saving version info failed: {reason}") from exc
+    _record_inspection(service, spec.repository, fetched)
     return metadata
 
 
 @dataclass(frozen=True)
 class _Fetched:
-    transport: Transport
     source: ImageSource
     top: Manifest
     image: PlatformImage | None
@@ -123,20 +91,17 @@ class _Fetched:
 
 @dataclass(frozen=True)
 class _GetPlan:
-    source: Source
-    params: GetParams
-    version: Version
+    service: Service
+    spec: WatchSpec
+    fetch: FetchSpec
     destination: Path
     platform: Platform
-    origin: Repository
     progress: Progress
 
-    def download(
-        self, repository: Repository, access: Access, sleep: Callable[[float], None]
-    ) -> _Fetched:
+    def download(self, repository: Repository, access: Access) -> _Fetched:
         """The whole download, retried on transient failures with the §7 backoff."""
-        log.info("fetching %s@%s", repository, self.version.digest)
-        policy = RetryPolicy.from_env()
+        log.info("fetching %s@%s", repository, self.fetch.version.digest)
+        policy = self.service.retry
         started = time.monotonic()
         attempt = 0
         while True:
@@ -149,26 +114,23 @@ class _GetPlan:
                 log.warning("transient error: %s; retrying in %.1fs", exc, delay)
                 if not self.clean():
                     raise
-                sleep(delay)
+                self.service.clients.forget(repository.registry, access)
+                self.service.sleep(delay)
                 attempt += 1
 
     def _attempt(self, repository: Repository, access: Access) -> _Fetched:
-        """One try: a fresh connection (and ping), the manifest by digest, then the format."""
-        transport = Transport(ca_certs=access.ca_certs)
-        images = ImageSource(connect(repository.registry, access, transport), repository)
+        """One try: the manifest by digest, then the format."""
+        client = self.service.clients.client(repository.registry, access)
+        images = ImageSource(client, repository)
         try:
-            try:
-                top = images.manifest(parse_digest(self.version.digest))
-            except RegwatchError as exc:
-                raise prefixed(exc, "fetch descriptor") from exc
-            image = None if self.params.skip_download else self._write(images, top)
-        except BaseException:
-            transport.close()
-            raise
-        return _Fetched(transport, images, top, image)
+            top = images.manifest(parse_digest(self.fetch.version.digest))
+        except RegwatchError as exc:
+            raise prefixed(exc, "fetch descriptor") from exc
+        image = None if self.fetch.skip_download else self._write(images, top)
+        return _Fetched(images, top, image)
 
     def _write(self, images: ImageSource, top: Manifest) -> PlatformImage | None:
-        fmt = self.params.format or "rootfs"
+        fmt = self.fetch.format or "rootfs"
         if fmt not in FORMATS:
             raise ConfigError(
                 f"unknown format provided, must be one of 'rootfs', 'oci', 'oci-layout: {fmt}"
@@ -185,19 +147,18 @@ class _GetPlan:
             return None
         image = images.platform_image(top, self.platform)
         if fmt == "oci":
-            tag = self.version.tag or "latest"
+            tag = self.fetch.version.tag or "latest"
             write_image_tarball(
                 self.destination / "image.tar",
                 config_digest=image.config_digest,
                 config_size=image.config_size,
                 layers=[(layer.digest, layer.size, layer.media_type) for layer in image.layers],
-                repo_tag=f"{self.origin.name}:{tag}",
+                repo_tag=f"{self.spec.repository.name}:{tag}",
                 open_blob=images.open_blob,
             )
         else:
-            debug = log.debug if self.source.debug else None
-            progress = NoProgress() if self.source.debug else self.progress
-            write_rootfs(self.destination / "rootfs", images, image, progress, on_debug=debug)
+            debug = log.debug if log.isEnabledFor(logging.DEBUG) else None
+            write_rootfs(self.destination / "rootfs", images, image, self.progress, on_debug=debug)
             write_small_file(self.destination / "metadata.json", _image_metadata(image))
         write_small_file(
             self.destination / "labels.json", _go_json(dict(sorted(image.labels.items())))
@@ -229,14 +190,14 @@ class _GetPlan:
 
 
 def _metadata(
-    source: Source, version: Version, fetched: _Fetched, platform: Platform
+    spec: WatchSpec, fetch: FetchSpec, fetched: _Fetched, platform: Platform
 ) -> list[Metadata]:
     """repository and tag, then matching labels and annotations, each sorted by key (§6.5)."""
-    found = [Metadata("repository", source.repository), Metadata("tag", version.tag)]
-    if not (source.label_regex or source.annotation_regex):
+    found = [Metadata("repository", spec.shown), Metadata("tag", fetch.version.tag)]
+    if not (spec.label_regex or spec.annotation_regex):
         return found
-    label_pattern = _compile(source.label_regex, "label_regex")
-    annotation_pattern = _compile(source.annotation_regex, "annotation_regex")
+    label_pattern = _compile(spec.label_regex, "label_regex")
+    annotation_pattern = _compile(spec.annotation_regex, "annotation_regex")
     image = fetched.image or fetched.source.platform_image(fetched.top, platform)
     if label_pattern:
         found += [
@@ -282,8 +243,10 @@ def _go_json(value: object) -> str:
     return text + "\n"
 
 
-def _record_inspection(source: Source, origin: Repository, fetched: _Fetched, now: Clock) -> None:
+def _record_inspection(service: Service, origin: Repository, fetched: _Fetched) -> None:
     """With a persistent store, remember what the image is (once per digest)."""
+    if not service.persistent:
+        return
     facts = image_facts(fetched.top, fetched.image)
-    observation = Observation(stream=origin.name, taken_at=now(), inspected=(facts,))
-    record_aside(source, origin.name, observation)
+    observation = Observation(stream=origin.name, taken_at=service.now(), inspected=(facts,))
+    service.record_aside(origin.name, observation)

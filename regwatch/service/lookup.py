@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from regwatch.errors import ConfigError, NotFound
 from regwatch.refs import is_reference, parse_reference, parse_repository
-from regwatch.service.wiring import Access, connect
+from regwatch.specs import Access
+
+if TYPE_CHECKING:
+    from regwatch.service.app import Service
 
 
-def list_tags(repository: str, access: Access) -> list[str]:
+def list_tags(service: Service, repository: str, access: Access) -> list[str]:
     if is_reference(repository):
         raise ConfigError(
             f"tags takes a repository, not a reference: {repository!r} names a tag or digest"
         )
     repo = parse_repository(repository)
-    return connect(repo.registry, access).list_tags(repo)
+    return service.clients.client(repo.registry, access).list_tags(repo)
 
 
-def resolve_digest(reference: str, access: Access) -> str:
+def resolve_digest(service: Service, reference: str, access: Access) -> str:
     """The digest a tag (or digest) reference names right now, HEAD first."""
     ref = parse_reference(reference)
-    descriptor = connect(ref.repository.registry, access).resolve(ref)
+    descriptor = service.clients.client(ref.repository.registry, access).resolve(ref)
     if descriptor is None:
         raise NotFound(f"resolve {ref}: manifest unknown", 404)
     return descriptor.digest

@@ -9,34 +9,25 @@ import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from regwatch.config import PutParams, Source, Version
-from regwatch.download import Layer, NoProgress, Progress
-from regwatch.errors import ConfigError, RegwatchError, StoreError
+from regwatch.errors import ConfigError, RegwatchError, StoreError, prefixed, transient
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
 from regwatch.image.loading import BlobSource, LoadedImage, load_image
-from regwatch.net import Readable, RetryPolicy, Transport
+from regwatch.net import Readable
 from regwatch.observe import Observation
 from regwatch.projections.aliases import decide_aliases, version_tag
-from regwatch.refs import Reference, Repository, parse_repository, parse_tag
+from regwatch.refs import Reference, Repository, parse_tag
 from regwatch.registry.client import RegistryClient
-from regwatch.service.wiring import (
-    Access,
-    Clock,
-    Metadata,
-    access_of,
-    connect,
-    open_store,
-    prefixed,
-    record_aside,
-    refuse_unsupported,
-    transient,
-    utc_now,
-)
+from regwatch.registry.images import Layer
+from regwatch.service.unpack import NoProgress, Progress
+from regwatch.specs import Metadata, Pushed, PushSpec, TagDigest, WatchSpec
+
+if TYPE_CHECKING:
+    from regwatch.service.app import Service
 from regwatch.versioning import Version as SemVersion
 from regwatch.versioning import parse_version, why_not_a_version
 
@@ -50,54 +41,39 @@ UPLOAD_CHUNK = 64 * 1024 * 1024
 PARALLEL_UPLOADS = 4
 
 
-@dataclass(frozen=True)
-class Pushed:
-    version: Version
-    metadata: list[Metadata]
-
-
 def put(
-    source: Source,
-    params: PutParams,
-    source_dir: Path,
+    service: Service,
+    spec: WatchSpec,
+    push: PushSpec,
+    sources: Path,
     *,
     progress: Progress | None = None,
-    now: Clock = utc_now,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> Pushed:
-    """Concourse `out`: push the image at `params.image` under the computed tags (spec §6.6)."""
-    refuse_unsupported(source)
-    if source.content_trust is not None:
-        raise ConfigError("content_trust: signing with Notary is not built yet; remove it to push")
-    try:
-        repository = parse_repository(source.repository)
-    except ConfigError as exc:
-        raise ConfigError(f"could not resolve repository: {exc}") from None
-    tags = _tags_to_push(source, params, source_dir, repository, now)
-    image_path = _glob_one(source_dir, params.image or "")
+    """Concourse `out`: push the image at `push.image` under the computed tags (spec §6.6)."""
+    repository = spec.repository
+    tags = _tags_to_push(service, spec, push, sources)
+    image_path = _glob_one(sources, push.image)
     try:
         loaded = load_image(image_path)
     except RegwatchError as exc:
-        raise prefixed(exc, f"could not load image from path '{params.image}'") from exc
-    homes = _blob_homes(source, repository, loaded) if source.store else {}
+        raise prefixed(exc, f"could not load image from path '{push.image}'") from exc
+    homes = _blob_homes(service, repository, loaded) if service.persistent else {}
     with loaded:
         try:
-            shown = progress or NoProgress()
-            _push_with_retries(repository, access_of(source), loaded, tags, shown, sleep, homes)
+            _push_with_retries(service, spec, loaded, tags, progress or NoProgress(), homes)
         except RegwatchError as exc:
             raise prefixed(exc, "pushing image failed") from exc
         digest = loaded.top.digest
-    if source.store:
-        blobs = tuple(blob.digest for blob in loaded.blobs)
-        _record_push(source, repository, digest, tags, blobs, now)
+    blobs = tuple(blob.digest for blob in loaded.blobs)
+    _record_push(service, repository, digest, tags, blobs)
     return Pushed(
-        Version(tag=tags[0], digest=digest),
-        [Metadata("repository", source.repository), Metadata("tags", " ".join(tags))],
+        TagDigest(tag=tags[0], digest=digest),
+        [Metadata("repository", spec.shown), Metadata("tags", " ".join(tags))],
     )
 
 
 def _tags_to_push(
-    source: Source, params: PutParams, source_dir: Path, repository: Repository, now: Clock
+    service: Service, spec: WatchSpec, params: PushSpec, source_dir: Path
 ) -> list[str]:
     """source tag, version tag, aliases, additional tags: in that order (spec §6.6).
 
@@ -110,17 +86,18 @@ def _tags_to_push(
         raise ConfigError("tag_prefix can only be used when additional_tags are specified")
     prefix = params.tag_prefix or ""
     extra = [_valid(f"{prefix}{tag}", _extra_origin(prefix)) for tag in extra]
-    tags: list[str] = [source.tag] if source.tag else []
+    variant = spec.selection.variant
+    tags: list[str] = [spec.selection.tag] if spec.selection.tag else []
     if version is not None:
-        tags.append(_valid(version_tag(version, source.variant), "params.version"))
+        tags.append(_valid(version_tag(version, variant), "params.version"))
         if params.bump_aliases and not version.prerelease:
-            for alias in decide_aliases([], version, source.variant).aliases:
+            for alias in decide_aliases([], version, variant).aliases:
                 _valid(alias, "params.version with bump_aliases")
             try:
-                existing = _observe_listing(source, repository, now)
+                existing = _observe_listing(service, spec)
             except RegwatchError as exc:
                 raise prefixed(exc, "determine aliases") from exc
-            decision = decide_aliases(existing, version, source.variant)
+            decision = decide_aliases(existing, version, variant)
             for reason in decision.held_back:
                 log.info("%s", reason)
             tags.extend(decision.aliases)
@@ -153,16 +130,16 @@ def _out_version(text: str) -> SemVersion:
     raise ConfigError(f"failed to parse version: {reason}")
 
 
-def _observe_listing(source: Source, repository: Repository, now: Clock) -> list[str]:
+def _observe_listing(service: Service, spec: WatchSpec) -> list[str]:
     """List the repository's tags for the aliases; a persistent store records the listing.
 
     Without a store nothing would keep the record, so none is made.
     """
-    client = connect(repository.registry, access_of(source))
+    repository = spec.repository
+    client = service.clients.client(repository.registry, spec.access)
     listed = tuple(client.list_tags(repository, new_ok=True))
-    if source.store:
-        observation = Observation(stream=repository.name, taken_at=now(), listed=listed)
-        record_aside(source, repository.name, observation)
+    observation = Observation(stream=repository.name, taken_at=service.now(), listed=listed)
+    service.record_aside(repository.name, observation)
     return list(listed)
 
 
@@ -221,21 +198,20 @@ def _glob_one(source_dir: Path, pattern: str) -> Path:
 
 
 def _push_with_retries(
-    repository: Repository,
-    access: Access,
+    service: Service,
+    spec: WatchSpec,
     loaded: LoadedImage,
     tags: Sequence[str],
     progress: Progress,
-    sleep: Callable[[float], None],
     homes: Mapping[str, Repository],
 ) -> None:
-    policy = RetryPolicy.from_env()
+    repository, access = spec.repository, spec.access
+    policy = service.retry
     started = time.monotonic()
     attempt = 0
     while True:
-        transport = Transport(ca_certs=access.ca_certs)
         try:
-            client = connect(repository.registry, access, transport)
+            client = service.clients.client(repository.registry, access)
             _push(client, repository, loaded, tags, progress, homes)
             return
         except RegwatchError as exc:
@@ -243,10 +219,9 @@ def _push_with_retries(
             if not transient(exc) or time.monotonic() - started + delay > policy.budget:
                 raise
             log.warning("transient error: %s; retrying in %.1fs", exc, delay)
-            sleep(delay)
+            service.clients.forget(repository.registry, access)
+            service.sleep(delay)
             attempt += 1
-        finally:
-            transport.close()
 
 
 def _push(
@@ -305,7 +280,7 @@ def _mounted(
 
 
 def _blob_homes(
-    source: Source, repository: Repository, loaded: LoadedImage
+    service: Service, repository: Repository, loaded: LoadedImage
 ) -> dict[str, Repository]:
     """Other repositories of this registry that the store's blob locations say hold our blobs.
 
@@ -313,8 +288,7 @@ def _blob_homes(
     """
     prefix = f"{repository.registry}/"
     try:
-        with open_store(source) as store:
-            located = store.blob_locations(blob.digest for blob in loaded.blobs)
+        located = service.store().blob_locations(blob.digest for blob in loaded.blobs)
     except StoreError as exc:
         log.warning("reading where blobs live from the store failed; uploading them: %s", exc)
         return {}
@@ -373,18 +347,18 @@ class _CountedUpload:
 
 
 def _record_push(
-    source: Source,
+    service: Service,
     repository: Repository,
     digest: str,
     tags: Sequence[str],
     blobs: tuple[str, ...],
-    now: Clock,
 ) -> None:
     """With a persistent store: the push, and the tags now pointing at the digest."""
+    if not service.persistent:
+        return
     unique = tuple(dict.fromkeys(tags))
     observation = Observation(
-        stream=repository.name, taken_at=now(), resolved=dict.fromkeys(unique, digest)
+        stream=repository.name, taken_at=service.now(), resolved=dict.fromkeys(unique, digest)
     )
-    record_aside(
-        source, repository.name, observation, [ImagePushed(digest=digest, tags=unique, blobs=blobs)]
-    )
+    pushed = ImagePushed(digest=digest, tags=unique, blobs=blobs)
+    service.record_aside(repository.name, observation, [pushed])

@@ -6,7 +6,6 @@ to a real registry.
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,10 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from regwatch.config import PutParams, Source
+from regwatch.config import Source
+from regwatch.frontends.sources import watch_spec
 from regwatch.image.loading import load_image
 from regwatch.refs import Repository, parse_repository
-from regwatch.service import wiring
+from regwatch.service import Service
+from regwatch.service.put import _blob_homes
+from regwatch.specs import PushSpec, WatchSpec
 from regwatch.store.eventstore import NewEvent
 from regwatch.store.migrate import open_store
 from tests import images
@@ -27,7 +29,7 @@ from tests.e2e.steps import client_for, source_for, step
 from tests.registries import RegistryServer
 
 SPACE = "sha256:" + "f" * 64
-put_module = importlib.import_module("regwatch.service.put")  # the package re-exports `put`
+ALIASED = PushSpec(image="fetched/image.tar", version="1.2.3", bump_aliases=True)
 THEN = datetime(2024, 5, 6, tzinfo=UTC)
 
 
@@ -48,6 +50,10 @@ def fetched(server: RegistryServer, tmp_path: Path, store: str | None = None) ->
     )
     assert got.code == 0, got.stderr
     return str(origin)
+
+
+def spec_for(source: dict[str, Any]) -> WatchSpec:
+    return watch_spec(Source.model_validate(source), unresolved="resolve", mirrored=False)
 
 
 @pytest.fixture
@@ -74,18 +80,12 @@ def test_out_without_a_store_lists_for_its_aliases_and_records_nothing(
         client_for(plain_registry), parse_repository(target), "2.0.0", images.image("newer")
     )
 
-    def no_store(_source: Source) -> object:
+    def no_store(_service: Service) -> object:
         raise AssertionError("out opened a store although none persists")
 
-    monkeypatch.setattr(wiring, "open_store", no_store)
-    monkeypatch.setattr(put_module, "open_store", no_store)
-    pushed = put_module.put(
-        Source.model_validate(source_for(plain_registry, target)),
-        PutParams.model_validate(
-            {"image": "fetched/image.tar", "version": "1.2.3", "bump_aliases": True}
-        ),
-        tmp_path,
-    )
+    monkeypatch.setattr(Service, "store", no_store)
+    with Service() as service:
+        pushed = service.put(spec_for(source_for(plain_registry, target)), ALIASED, tmp_path)
 
     # 2.0.0 exists, so `latest` stays where it is: the listing was used.
     assert pushed.version.tag == "1.2.3"
@@ -100,13 +100,8 @@ def test_out_with_a_store_records_the_listing_and_the_push(
     url = f"sqlite:///{tmp_path / 'trail.db'}"
     target = f"{plain_registry.host}/outstore/{uuid.uuid4().hex[:10]}"
 
-    put_module.put(
-        Source.model_validate(source_for(plain_registry, target, store=url)),
-        PutParams.model_validate(
-            {"image": "fetched/image.tar", "version": "1.2.3", "bump_aliases": True}
-        ),
-        tmp_path,
-    )
+    with Service(store=url) as service:
+        service.put(spec_for(source_for(plain_registry, target, store=url)), ALIASED, tmp_path)
 
     with open_store(url) as store:
         kinds = [stored.kind for stored in store.load(target)]
@@ -126,11 +121,10 @@ def test_out_finds_blob_homes_without_reading_the_log(
             )
             store.append(f"{plain_registry.host}/noise/{index}", 0, [noise])
     target = parse_repository(f"{plain_registry.host}/outstore/{uuid.uuid4().hex[:10]}")
-    source = Source.model_validate(source_for(plain_registry, str(target), store=url))
     statements.clear()
 
-    with load_image(tmp_path / "fetched" / "image.tar") as loaded:
-        homes = put_module._blob_homes(source, target, loaded)
+    with load_image(tmp_path / "fetched" / "image.tar") as loaded, Service(store=url) as service:
+        homes = _blob_homes(service, target, loaded)
         wanted = {blob.digest for blob in loaded.blobs}
 
     assert set(homes) == wanted

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from regwatch import service
-from regwatch.config import GetParams, Source, Version
 from regwatch.errors import NotFound
+from regwatch.net import RetryPolicy
+from regwatch.refs import parse_repository
+from regwatch.service import Service
+from regwatch.specs import FetchSpec, TagDigest, WatchSpec
 from tests import images
 from tests import tarwriter as tw
 from tests.faults import (
@@ -30,7 +32,7 @@ from tests.faults import (
 from tests.unprivileged import run_unprivileged, workspace
 
 REPO = "team/cleanup"
-GET_MODULE = importlib.import_module("regwatch.service.get")  # the package's `get` hides it
+GET_MODULE = importlib.import_module("regwatch.service.get")  # where the clean-up is patched
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 READ_ONLY = [
     tw.directory("ro", mode=0o555),
@@ -67,13 +69,9 @@ def two_layers(fault: FaultRegistry, first: list[tw.Entry]) -> tuple[images.Imag
 
 
 def get(fault: FaultRegistry, item: images.Image, destination: Path) -> None:
-    service.get(
-        Source(repository=f"{fault.host}/{REPO}"),
-        GetParams(),
-        Version(tag="v1", digest=item.digest),
-        destination,
-        sleep=lambda _: None,
-    )
+    spec = WatchSpec(parse_repository(f"{fault.host}/{REPO}"))
+    with Service(retry=RetryPolicy.from_env(), sleep=lambda _: None) as service:
+        service.get(spec, FetchSpec(TagDigest("v1", item.digest)), destination)
 
 
 def refuse_rootfs(monkeypatch: pytest.MonkeyPatch) -> None:

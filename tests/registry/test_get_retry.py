@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from regwatch import service
-from regwatch.config import GetParams, Source, Version
 from regwatch.errors import NotFound
+from regwatch.net import RetryPolicy
+from regwatch.refs import parse_repository
+from regwatch.service import Service
+from regwatch.specs import FetchSpec, TagDigest, WatchSpec
 from tests import images
 from tests.faults import (
     FaultRegistry,
@@ -31,13 +33,9 @@ def serve(fault: FaultRegistry, item: images.Image) -> None:
 
 
 def get(fault: FaultRegistry, item: images.Image, destination: Path, sleeps: list[float]) -> None:
-    service.get(
-        Source(repository=f"{fault.host}/{REPO}"),
-        GetParams(),
-        Version(tag="v1", digest=item.digest),
-        destination,
-        sleep=sleeps.append,
-    )
+    spec = WatchSpec(parse_repository(f"{fault.host}/{REPO}"))
+    with Service(retry=RetryPolicy.from_env(), sleep=sleeps.append) as service:
+        service.get(spec, FetchSpec(TagDigest("v1", item.digest)), destination)
 
 
 def test_a_dropped_layer_download_retries_the_whole_attempt(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from regwatch.decide import SNAPSHOT_VERSION, RepoState
 from regwatch.events import Event, PollSucceeded, TagAppeared, TagMoved, run_stream
 from regwatch.observe import ImageFacts, Observation
-from regwatch.service.wiring import load_state, new_event, record
+from regwatch.service.recording import load_state, new_event, record
 from regwatch.store.eventstore import EventStore, Snapshot, StoredEvent
 
 NOW = datetime(2024, 5, 6, tzinfo=UTC)

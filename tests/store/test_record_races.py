@@ -1,6 +1,6 @@
 """Recording observations while other writers append to the same stream, on every backend.
 
-`service.wiring.record` is where a lost race is handled: it re-reads, decides again on what
+`service.recording.record` is where a lost race is handled: it re-reads, decides again on what
 won, and appends again, a bounded number of times.
 """
 
@@ -14,17 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from regwatch.config import Source
 from regwatch.errors import Conflict
 from regwatch.events import PollSucceeded, run_stream
 from regwatch.observe import Observation
-from regwatch.service.wiring import (
-    RECORD_ATTEMPTS,
-    load_state,
-    new_event,
-    record,
-    record_aside,
-)
+from regwatch.service import Service
+from regwatch.service.recording import RECORD_ATTEMPTS, load_state, new_event, record
 from regwatch.store.engine import create_engine
 from regwatch.store.eventstore import EventStore, StoredEvent
 from regwatch.store.migrate import open_store, upgrade
@@ -124,10 +118,9 @@ def test_recording_aside_on_a_broken_store_is_a_warning(
 ) -> None:
     database = tmp_path / "broken.db"
     database.write_bytes(b"not a database" * 100)
-    source = Source.model_validate({"repository": "x", "store": f"sqlite:///{database}"})
 
-    with caplog.at_level(logging.WARNING):
-        record_aside(source, STREAM, observed(a=A))
+    with caplog.at_level(logging.WARNING), Service(store=f"sqlite:///{database}") as service:
+        service.record_aside(STREAM, observed(a=A))
 
     [warning] = caplog.records
     assert warning.levelno == logging.WARNING

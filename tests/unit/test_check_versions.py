@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from regwatch.config import Source, Version
+from regwatch.config import Source
 from regwatch.decide import RepoState, decide, fold
 from regwatch.errors import ConfigError
 from regwatch.events import TagAppeared, TagDisappeared, TagMoved
+from regwatch.frontends.sources import selection_of
 from regwatch.observe import ImageFacts, Observation, observe
 from regwatch.projections.versions import check_versions
+from regwatch.specs import TagDigest
 
 A, B, C, D, E = (f"sha256:{c * 64}" for c in "abcde")
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -61,18 +63,20 @@ def run(
     state: RepoState | None = None,
 ) -> list[tuple[str, str]]:
     parsed = Source.model_validate({"repository": "example.com/app", **source})
-    version = Version(tag=cursor[0], digest=cursor[1]) if cursor else None
+    selection = selection_of(parsed)
+    version = TagDigest(tag=cursor[0], digest=cursor[1]) if cursor else None
     before = state or RepoState()
     observation = observe(
         registry,
-        parsed,
+        selection,
         version,
         stream="example.com/app",
         now=lambda: NOW,
+        concurrency=parsed.concurrency,
         known_images=frozenset(before.images),
     )
     after = fold(decide(before, observation), before)
-    return [(v.tag, v.digest) for v in check_versions(after, observation, parsed, version)]
+    return [(v.tag, v.digest) for v in check_versions(after, observation, selection, version)]
 
 
 # -- semver mode (§3.3), the upstream test table -------------------------------------------------

@@ -1,20 +1,14 @@
-"""Getting an image into a directory: the manifest by digest, the platform's image, its blobs.
+"""An image in a registry, read as typed documents: manifests, the platform's image, its config.
 
-For a rootfs the first layer is applied as it streams in while the later ones download ahead
-into a spool directory beside it; layers are applied strictly in manifest order, and no layer
-is ever held in memory.
+This is where registry JSON becomes typed for every use case that reads images (`check`'s
+inspections, `in`): each manifest is validated when it arrives, each config too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from regwatch.errors import UnsupportedMedia
 from regwatch.image.digests import VerifyingReader
@@ -28,35 +22,8 @@ from regwatch.image.documents import (
     too_large,
 )
 from regwatch.image.manifests import Platform, parse_manifest, select_child
-from regwatch.image.rootfs import apply_layer
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import Manifest, RegistryClient
-
-PREFETCH = 3
-"""Layers downloading ahead of the one being applied."""
-
-_SPOOL_CHUNK = 1024 * 1024
-
-
-class Progress(Protocol):
-    """Where download progress goes (a terminal, plain log lines, or nowhere)."""
-
-    def begin(self, layers: Sequence[Layer]) -> None: ...
-
-    def advance(self, digest: str, amount: int) -> None: ...
-
-    def finish(self, digest: str) -> None: ...
-
-
-class NoProgress:
-    def begin(self, layers: Sequence[Layer]) -> None:
-        pass
-
-    def advance(self, digest: str, amount: int) -> None:
-        pass
-
-    def finish(self, digest: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -166,104 +133,3 @@ class ImageSource:
         with self.open_blob(descriptor.digest, descriptor.size) as blob:
             body = blob.read()
         return parse_image_config(body, what)
-
-
-def write_rootfs(
-    root: Path,
-    source: ImageSource,
-    image: PlatformImage,
-    progress: Progress,
-    *,
-    on_debug: Callable[[str], None] | None = None,
-    prefetch: int = PREFETCH,
-) -> None:
-    """Apply every layer to `root` in order; later layers download while earlier ones apply."""
-    layers = image.layers
-    progress.begin(layers)
-    if not layers:
-        return
-    root.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(dir=root.parent, prefix=".regwatch-layers-") as spool,
-        ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool,
-    ):
-        ahead: list[Future[Path]] = [
-            pool.submit(_spool_layer, source, layer, Path(spool), progress) for layer in layers[1:]
-        ]
-        try:
-            for index, layer in enumerate(layers, start=1):
-                if on_debug:
-                    on_debug(f"extracting layer {index} of {len(layers)}")
-                name = f"layer {index} ({layer.digest})"
-                if index == 1:
-                    _apply_streaming(root, source, layer, name, progress, on_debug)
-                    continue
-                path = ahead[index - 2].result()
-                with path.open("rb") as spooled:
-                    apply_layer(root, spooled, name=name, on_debug=on_debug)
-                path.unlink()
-        except BaseException:
-            for future in ahead:
-                future.cancel()
-            raise
-
-
-def _apply_streaming(
-    root: Path,
-    source: ImageSource,
-    layer: Layer,
-    name: str,
-    progress: Progress,
-    on_debug: Callable[[str], None] | None,
-) -> None:
-    try:
-        with source.open_blob(layer.digest, layer.size) as blob:
-            counted = _Counted(blob, layer.digest, progress)
-            apply_layer(root, counted, name=name, on_debug=on_debug)
-            while counted.read(_SPOOL_CHUNK):  # the rest of the blob: verifies its digest
-                pass
-    finally:
-        progress.finish(layer.digest)
-
-
-def _spool_layer(source: ImageSource, layer: Layer, spool: Path, progress: Progress) -> Path:
-    """Download one layer to a file beside the rootfs; the digest is verified as it arrives."""
-    path = spool / layer.digest.replace(":", "-")
-    try:
-        with source.open_blob(layer.digest, layer.size) as blob, path.open("wb") as out:
-            for chunk in blob:
-                out.write(chunk)
-                progress.advance(layer.digest, len(chunk))
-    finally:
-        progress.finish(layer.digest)
-    return path
-
-
-class _Counted:
-    """A reader that reports the compressed bytes read to the progress display."""
-
-    def __init__(self, inner: BinaryIO | VerifyingReader, digest: str, progress: Progress) -> None:
-        self._inner = inner
-        self._digest = digest
-        self._progress = progress
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._inner.read(n)
-        if data:
-            self._progress.advance(self._digest, len(data))
-        return data
-
-
-def write_small_file(path: Path, content: str | bytes) -> None:
-    """Write a result file (0644) whole or not at all."""
-    data = content.encode() if isinstance(content, str) else content
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temp)
-        raise

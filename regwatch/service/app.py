@@ -1,0 +1,163 @@
+"""The application: one `Service` per process, and the use cases front ends call on it.
+
+A front end builds the service once, with the store's URL, the clock and the retry policy it
+read from the environment, and calls use cases on it: a Concourse step calls one, the daemon
+calls `poll` for every due watch. The service owns the store (opened on first use, once) and
+the pool of registry clients, so connections, pings and tokens outlive a single poll.
+
+Each use case's module is imported when it is first called: `in`'s rootfs pipeline and
+`out`'s image loading cost a check nothing, and SQLAlchemy is imported only once a store is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from regwatch.errors import StoreError
+from regwatch.events import Event
+from regwatch.net import DEFAULT_REQUEST_TIMEOUT, RetryPolicy
+from regwatch.observe import Observation
+from regwatch.service.clients import ClientPool
+from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
+
+if TYPE_CHECKING:
+    from regwatch.service.polling import Poll
+    from regwatch.service.unpack import Progress
+    from regwatch.store.eventstore import EventStore
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Service:
+    """Store, registry clients, clock and retry policy, shared by every use case of a process.
+
+    Use it as a context manager: leaving it closes the store and every connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: str | None = None,
+        now: Clock = utc_now,
+        retry: RetryPolicy | None = None,
+        request_timeout: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.now = now
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.clients = ClientPool(self.retry, request_timeout or DEFAULT_REQUEST_TIMEOUT, sleep)
+        self._store_url = store or None
+        self._store: EventStore | None = None
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.clients.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    @property
+    def persistent(self) -> bool:
+        """Whether observations are kept: only then are they recorded."""
+        return self._store_url is not None
+
+    def store(self) -> EventStore:
+        """The store, opened (and its schema checked) on first use; only with a store URL."""
+        if self._store_url is None:
+            raise StoreError("this service has no store")
+        if self._store is None:
+            # Imported here: SQLAlchemy and Alembic cost ~0.4 s of start-up, which the steps
+            # without a store never pay.
+            from regwatch.store.migrate import open_store  # noqa: PLC0415
+
+            self._store = open_store(self._store_url)
+        return self._store
+
+    # -- use cases -----------------------------------------------------------------------------
+
+    def poll(self, spec: WatchSpec, cursor: TagDigest | None = None) -> Poll:
+        """Observe the watch's repository, decide, and append what changed with the run."""
+        from regwatch.service.polling import poll  # noqa: PLC0415
+
+        return poll(self, spec, cursor)
+
+    def check(self, spec: WatchSpec, cursor: TagDigest | None) -> list[TagDigest]:
+        from regwatch.service.check import check  # noqa: PLC0415
+
+        return check(self, spec, cursor)
+
+    def get(
+        self,
+        spec: WatchSpec,
+        fetch: FetchSpec,
+        destination: Path,
+        *,
+        progress: Progress | None = None,
+    ) -> list[Metadata]:
+        from regwatch.service.get import get  # noqa: PLC0415
+
+        return get(self, spec, fetch, destination, progress=progress)
+
+    def put(
+        self, spec: WatchSpec, push: PushSpec, sources: Path, *, progress: Progress | None = None
+    ) -> Pushed:
+        from regwatch.service.put import put  # noqa: PLC0415
+
+        return put(self, spec, push, sources, progress=progress)
+
+    def list_tags(self, repository: str, access: Access) -> list[str]:
+        from regwatch.service.lookup import list_tags  # noqa: PLC0415
+
+        return list_tags(self, repository, access)
+
+    def resolve_digest(self, reference: str, access: Access) -> str:
+        from regwatch.service.lookup import resolve_digest  # noqa: PLC0415
+
+        return resolve_digest(self, reference, access)
+
+    def migrate(self) -> str:
+        """Bring the store's schema to this regwatch's (`regwatch migrate`); one line of news."""
+        from regwatch.service.migration import migrate_store  # noqa: PLC0415
+
+        return migrate_store(self._store_url or "")
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record_aside(
+        self, stream: str, observation: Observation, extra: Sequence[Event] = ()
+    ) -> None:
+        """Record what `in` or `out` saw, when a store keeps it. The log is their audit trail,
+        not their work: a store that fails costs a warning, never the download or push."""
+        if not self.persistent:
+            return
+        from regwatch.service.recording import load_state, record  # noqa: PLC0415
+
+        try:
+            store = self.store()
+            state, version = load_state(store, stream)
+            record(store, stream, state, version, observation, extra, sleep=self.sleep)
+        except StoreError as exc:
+            log.warning("recording %s in the store failed; carrying on without it: %s", stream, exc)

@@ -1,0 +1,86 @@
+"""The process's registry clients: one per registry and credentials, kept across polls.
+
+A client pings once and caches its tokens, and its transport keeps connections open, so a
+daemon's thousandth poll of a registry costs the requests of the poll alone. Transports are
+shared by every client with the same trust roots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from regwatch.net import RetryPolicy, Transport
+from regwatch.registry.auth import Credentials
+from regwatch.registry.client import RegistryClient
+from regwatch.specs import Access
+
+POOL_SIZE = 64
+"""Connections kept per host: the highest `concurrency` a watch may ask for."""
+
+
+def credentials_of(access: Access) -> Credentials | None:
+    """Basic credentials only when both halves are given, as the Go resource does."""
+    if access.username and access.password:
+        return Credentials(access.username, access.password)
+    return None
+
+
+class ClientPool:
+    """Registry clients keyed by (registry, access); thread-safe."""
+
+    def __init__(
+        self,
+        retry: RetryPolicy,
+        request_timeout: float,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._retry = retry
+        self._request_timeout = request_timeout
+        self._sleep = sleep
+        self._transports: dict[tuple[str, ...], Transport] = {}
+        self._clients: dict[tuple[str, Access], RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, registry: str, access: Access) -> RegistryClient:
+        with self._lock:
+            client = self._clients.get((registry, access))
+            if client is None:
+                client = RegistryClient(
+                    registry,
+                    self._transport(access.ca_certs),
+                    credentials_of(access),
+                    insecure=access.insecure,
+                )
+                self._clients[(registry, access)] = client
+            return client
+
+    def transport(self, access: Access) -> Transport:
+        with self._lock:
+            return self._transport(access.ca_certs)
+
+    def forget(self, registry: str, access: Access) -> None:
+        """Drop the client, so the next one pings and authenticates afresh (after a failure
+        that may have been the connection's or the token's)."""
+        with self._lock:
+            self._clients.pop((registry, access), None)
+
+    def close(self) -> None:
+        with self._lock:
+            for transport in self._transports.values():
+                transport.close()
+            self._transports.clear()
+            self._clients.clear()
+
+    def _transport(self, ca_certs: tuple[str, ...]) -> Transport:
+        transport = self._transports.get(ca_certs)
+        if transport is None:
+            transport = Transport(
+                ca_certs=ca_certs,
+                retry=self._retry,
+                request_timeout=self._request_timeout,
+                pool_size=POOL_SIZE,
+                sleep=self._sleep,
+            )
+            self._transports[ca_certs] = transport
+        return transport

@@ -1,0 +1,135 @@
+"""`poll`: observe one repository, decide what changed, append it with the run, in one go.
+
+What every front end's watching comes down to: a Concourse check is a poll and a projection,
+the daemon polls each due watch. With a store, the poll's tag events, the stream's new
+snapshot and a `PollSucceeded` are one transaction; a poll that fails after reaching out is a
+`PollFailed` carrying the line the user read. Without a store nothing persists, so nothing is
+recorded: the poll decides and folds on in-memory state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from regwatch.decide import RepoState, decide, fold
+from regwatch.errors import ConfigError, RegwatchError, StoreError
+from regwatch.events import PollFailed, PollSucceeded
+from regwatch.image.manifests import wanted_platform
+from regwatch.observe import ImageFacts, Observation, observe
+from regwatch.refs import Reference, Repository, is_tag, parse_digest
+from regwatch.registry.client import RegistryClient
+from regwatch.registry.images import ImageSource
+from regwatch.service.facts import image_facts
+from regwatch.service.recording import load_state, record, record_run
+from regwatch.specs import PlatformChoice, TagDigest, WatchSpec
+
+if TYPE_CHECKING:
+    from regwatch.service.app import Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Poll:
+    """What one poll saw, and the repository's state once it was recorded."""
+
+    repository: Repository
+    observation: Observation
+    state: RepoState
+
+
+def poll(
+    service: Service, spec: WatchSpec, cursor: TagDigest | None, *, failed: str | None = None
+) -> Poll:
+    """Poll `spec.repository` with `spec.access`; `failed` words a failure in the run stream.
+
+    A configuration error is no poll and a store failure is not the registry's: neither is
+    recorded as a failed run.
+    """
+    repository = spec.repository
+    failed = failed or f"polling {repository} failed"
+    stream = repository.name
+    transport = service.clients.transport(spec.access)
+    sent_before = transport.requests_sent
+    started = time.monotonic()
+    store = service.store() if service.persistent else None
+
+    def spent() -> tuple[int, float]:
+        return transport.requests_sent - sent_before, round(time.monotonic() - started, 3)
+
+    try:
+        client = service.clients.client(repository.registry, spec.access)
+        reader = _Reader(client, repository, spec.platform)
+        state, version = (RepoState(), 0) if store is None else load_state(store, stream)
+        observation = observe(
+            reader,
+            spec.selection,
+            cursor,
+            stream=stream,
+            now=service.now,
+            concurrency=spec.concurrency,
+            known_images=frozenset(state.images),
+        )
+        requests, seconds = spent()
+        if store is None:
+            state = fold(decide(state, observation), state)
+        else:
+            run = PollSucceeded(requests=requests, duration_seconds=seconds)
+            state = record(
+                store, stream, state, version, observation, runs=[run], sleep=service.sleep
+            )
+        return Poll(repository, observation, state)
+    except (ConfigError, StoreError):
+        raise
+    except RegwatchError as exc:
+        if store is not None:
+            requests, seconds = spent()
+            run_failed = PollFailed(
+                error=f"{failed}: {exc}", requests=requests, duration_seconds=seconds
+            )
+            record_run(store, stream, run_failed, service.now())
+        raise
+
+
+class _Reader:
+    """The registry client seen through `observe.RegistryReader`, for one repository."""
+
+    def __init__(
+        self, client: RegistryClient, repository: Repository, platform: PlatformChoice | None
+    ) -> None:
+        self._client = client
+        self._repository = repository
+        self._images = ImageSource(client, repository)
+        self._platform = wanted_platform(
+            platform.architecture if platform else None, platform.os if platform else None
+        )
+
+    def list_tags(self) -> list[str]:
+        """The listing without names no registry can hold, which no request may carry."""
+        listed = self._client.list_tags(self._repository)
+        valid = [tag for tag in listed if is_tag(tag)]
+        if len(valid) < len(listed):
+            log.warning(
+                "%s listed %d invalid tag name(s); ignoring them",
+                self._repository,
+                len(listed) - len(valid),
+            )
+        return valid
+
+    def digest(self, reference: str) -> str | None:
+        ref = self._reference(reference)
+        descriptor = self._client.resolve(ref)
+        return descriptor.digest if descriptor else None
+
+    def inspect(self, digest: str) -> ImageFacts:
+        """Manifest, the platform's image for an index, and its config's `created` (§3.4)."""
+        top = self._images.manifest(digest)
+        return image_facts(top, self._images.platform_image(top, self._platform))
+
+    def _reference(self, text: str) -> Reference:
+        if text.startswith(("sha256:", "sha512:")):
+            return Reference(self._repository, digest=parse_digest(text))
+        return Reference(self._repository, tag=text)
