@@ -1,0 +1,1 @@
+"""Tests of the application layer, in process, against the real registries."""
