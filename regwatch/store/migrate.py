@@ -81,13 +81,6 @@ def is_current(engine: sa.Engine) -> bool:
     return current_revision(engine) == head_revision()
 
 
-def require_current(engine: sa.Engine) -> None:
-    """Refuse a database whose schema is not this regwatch's head, saying what to do."""
-    current, head = current_revision(engine), head_revision()
-    if current != head:
-        raise _not_current(engine, current, head)
-
-
 @dataclass(frozen=True)
 class Migration:
     """What `migrate` did: the revision the store was at (None: empty) and is at now."""
