@@ -22,11 +22,12 @@ from regwatch.errors import ConfigError, RegwatchError
 from regwatch.image.manifests import Platform, wanted_platform
 from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.image.removal import remove_tree
-from regwatch.net import RetryPolicy, Transport
+from regwatch.net import Transport
 from regwatch.observe import Observation
 from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest, parse_repository
 from regwatch.registry.client import Manifest
+from regwatch.retrying import RetryPolicy
 from regwatch.service.wiring import (
     Access,
     Clock,

@@ -19,11 +19,12 @@ from regwatch.errors import ConfigError, RegwatchError, StoreError
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
 from regwatch.image.loading import BlobSource, LoadedImage, load_image
-from regwatch.net import Readable, RetryPolicy, Transport
+from regwatch.net import Readable, Transport
 from regwatch.observe import Observation
 from regwatch.projections.aliases import decide_aliases, version_tag
 from regwatch.refs import Reference, Repository, parse_repository, parse_tag
 from regwatch.registry.client import RegistryClient
+from regwatch.retrying import RetryPolicy
 from regwatch.service.wiring import (
     Access,
     Clock,

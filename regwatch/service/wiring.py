@@ -36,8 +36,8 @@ from regwatch.image.manifests import parse_manifest
 from regwatch.net import Transport
 from regwatch.observe import ImageFacts, Observation
 from regwatch.refs import Repository, parse_registry
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import Manifest, RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 
 if TYPE_CHECKING:
     from regwatch.store.eventstore import EventStore, NewEvent
@@ -62,10 +62,10 @@ class Access:
     insecure: bool = False
 
     @property
-    def credentials(self) -> Credentials | None:
+    def credentials(self) -> StaticCredentials | None:
         """Basic credentials only when both halves are given, as the Go resource does."""
         if self.username and self.password:
-            return Credentials(self.username, self.password)
+            return StaticCredentials(self.username, self.password)
         return None
 
 
