@@ -269,9 +269,15 @@ class Authenticator:
         realm = challenge.params["realm"]
         service = challenge.params.get("service")
         what = f"get token for {' '.join(scopes) or 'registry'} from {urlsplit(realm).netloc}"
-        log.debug("fetching a token for %s from %s", " ".join(scopes) or "registry", realm)
         identity = credentials.identity_token if credentials else None
-        if identity and realm not in self._get_only:
+        post = bool(identity) and realm not in self._get_only
+        log.debug(
+            "fetching a token for %s from %s with %s",
+            " ".join(scopes) or "registry",
+            urlsplit(realm).netloc,
+            "POST" if post else "GET",
+        )
+        if identity and post:
             rotation = (realm, service or "", identity)
             form = {
                 "grant_type": "refresh_token",
@@ -356,6 +362,8 @@ class Authenticator:
         """The token of a 200 answer; a refusal of our credentials is an `AuthFailed` whose
         status is 401 (or 400 for an OAuth2 `invalid_grant`)."""
         body = _json(answer.body)
+        if rotation and answer.status in (400, 401, 403):
+            self._rotated.pop(rotation, None)  # the next try starts from the source's token
         if answer.status == 400 and rotation and body and body.get("error") == "invalid_grant":
             raise AuthFailed(f"{what}: 400 invalid_grant; the identity token was refused", 400)
         if answer.status in (401, 403):
@@ -381,7 +389,7 @@ class Authenticator:
         renewed = body.get("refresh_token")
         if rotation and isinstance(renewed, str) and renewed:
             self._rotated[rotation] = renewed
-        log.debug("got a token for %s", what.removeprefix("get token for "))
+        log.debug("got a token for %s", what.removeprefix("get token for ").rpartition(" from ")[0])
         return _Token(value, self._clock() + max(float(lifetime) - _TOKEN_MARGIN, 1.0))
 
 
