@@ -23,8 +23,8 @@ import requests
 
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.registries import (
     RegistryServer,
@@ -36,7 +36,9 @@ from tests.registries import (
 
 def client_for(server: RegistryServer) -> tuple[RegistryClient, Transport]:
     transport = Transport(ca_certs=[server.ca_pem] if server.ca_pem else [])
-    credentials = Credentials(server.username, server.password or "") if server.username else None
+    credentials = (
+        StaticCredentials(server.username, server.password or "") if server.username else None
+    )
     return RegistryClient(server.host, transport, credentials), transport
 
 

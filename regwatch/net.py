@@ -14,15 +14,12 @@ import atexit
 import contextlib
 import hashlib
 import logging
-import math
 import os
-import random
 import re
 import ssl
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -50,6 +47,7 @@ from regwatch.errors import (
     TLSFailure,
     Unreachable,
 )
+from regwatch.retrying import Again, RetryPolicy, env_seconds, retry
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,6 @@ USER_AGENT: Final = f"regwatch/{__version__}"
 CONNECT_TIMEOUT: Final = 10.0
 """Seconds to connect: a dead registry fails a check in seconds, not minutes."""
 
-RETRY_BASE_ENV: Final = "REGWATCH_RETRY_BASE_SECONDS"
 REQUEST_TIMEOUT_ENV: Final = "REGWATCH_REQUEST_TIMEOUT_SECONDS"
 DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 BLOB_MIN_PROGRESS: Final = 1024
@@ -69,48 +66,6 @@ _MAX_REDIRECTS: Final = 10
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PERMANENT_5XX: Final = frozenset({501, 505})
 _RESETS: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, RemoteDisconnected)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff for transient answers: 429, 408, 5xx and connection resets.
-
-    The defaults are the Go resource's schedule (5 s × 1.5, at most 5 min apart, give up after
-    1 h). `from_env` scales the whole schedule with the base so tests can run it in milliseconds.
-    """
-
-    base: float = 5.0
-    multiplier: float = 1.5
-    max_interval: float = 300.0
-    budget: float = 3600.0
-    jitter: float = 0.5
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> RetryPolicy:
-        base = env_seconds(environ, RETRY_BASE_ENV, zero_ok=True)
-        if base is None:
-            return cls()
-        return cls(base=base, max_interval=base * 60, budget=base * 720)
-
-    def interval(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
-        """The wait before retry number `attempt` (0-based), with ±jitter randomisation."""
-        raw = min(self.base * self.multiplier**attempt, self.max_interval)
-        return raw * (1 - self.jitter + 2 * self.jitter * rand())
-
-
-def env_seconds(environ: Mapping[str, str], name: str, *, zero_ok: bool) -> float | None:
-    """A duration in seconds from the environment; None when unset, ConfigError when not usable."""
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        kind = "a non-negative" if zero_ok else "a positive"
-        raise ConfigError(f"{name}={raw!r} is not {kind} number of seconds")
-    return value
 
 
 def request_timeout_from_env(environ: Mapping[str, str] = os.environ) -> float:
@@ -162,6 +117,25 @@ class _NoAuth(requests.auth.AuthBase):
 _NO_AUTH: Final = _NoAuth()
 
 
+class Headers(Mapping[str, str]):
+    """An answer's headers, read-only and looked up case-insensitively (as HTTP wants)."""
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items = {name.lower(): (name, value) for name, value in (items or {}).items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
 @dataclass(frozen=True)
 class Answer:
     """A whole answer read within its size limit and deadline; the connection is released."""
@@ -173,7 +147,72 @@ class Answer:
     url: str
 
 
-_T = TypeVar("_T")
+class Streamed:
+    """An answer whose headers arrived and whose body is still on the wire.
+
+    `chunks()` yields the body, failing when less than 1 KiB arrives in a request-timeout
+    window; `close()` (or leaving the `with`) releases the connection.
+    """
+
+    def __init__(self, response: requests.Response, watch: Watch, window: float, what: str) -> None:
+        self.status: int = response.status_code
+        self.reason: str = response.reason or ""
+        self.headers: Mapping[str, str] = Headers(response.headers)
+        self.url: str = response.url
+        self._response = response
+        self._watch = watch
+        self._window = window
+        self._what = what
+
+    def chunks(self) -> Iterator[bytes]:
+        what, window = self._what, self._window
+        started, progress = time.monotonic(), 0
+        while True:
+            with (
+                _deadline(self._watch, what, window, blob=True),
+                WATCHDOG.armed(self._watch, started + window),
+                translate_errors(what),
+            ):
+                chunk = self._response.raw.read1(CHUNK_SIZE, decode_content=True)
+            if not chunk:
+                return
+            progress += len(chunk)
+            if progress >= BLOB_MIN_PROGRESS:
+                started, progress = time.monotonic(), 0
+            yield chunk
+
+    def read(self, limit: int) -> bytes:
+        """The rest of the body, refusing to hold more than `limit` bytes."""
+        parts: list[bytes] = []
+        total = 0
+        for chunk in self.chunks():
+            total += len(chunk)
+            if total > limit:
+                raise RegistryError(f"{self._what}: answer larger than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> Streamed:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Judged(Protocol):
+    """What the retry judge reads of an answer."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+_A = TypeVar("_A", bound=_Judged)
 
 
 @dataclass
@@ -185,8 +224,8 @@ class Transport:
     """
 
     ca_certs: Sequence[str] = ()
-    retry: RetryPolicy = field(default_factory=RetryPolicy.from_env)
-    request_timeout: float = field(default_factory=request_timeout_from_env)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     pool_size: int = 16
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
@@ -197,9 +236,6 @@ class Transport:
         self._guarded = _session(1)
         self._lock = threading.Lock()
         self._sent = 0
-        self._watches: weakref.WeakKeyDictionary[requests.Response, Watch] = (
-            weakref.WeakKeyDictionary()
-        )
 
     @property
     def requests_sent(self) -> int:
@@ -239,12 +275,16 @@ class Transport:
                 _deadline(watch, what, self.request_timeout),
                 WATCHDOG.armed(watch, watch.expiry),
             ):
-                body = read_capped(response, what, limit)
+                body = _read_capped(response, what, limit)
             return Answer(
-                response.status_code, response.reason or "", response.headers, body, response.url
+                response.status_code,
+                response.reason or "",
+                Headers(response.headers),
+                body,
+                response.url,
             )
 
-        return self._retrying(method, url, what, data, retry, once, lambda a: a.status, _no_close)
+        return self._retrying(method, what, data, retry, once, _no_close)
 
     def request(
         self,
@@ -256,82 +296,48 @@ class Transport:
         params: Mapping[str, str | Sequence[str]] | None = None,
         data: bytes | Readable | None = None,
         retry: bool | None = None,
-    ) -> requests.Response:
-        """Send one request and return once its headers arrived; read the body with `chunks`.
+    ) -> Streamed:
+        """Send one request and return once its headers arrived; the body streams after.
 
         Returns every HTTP answer, errors included, for the caller to judge; raises
         `NetworkError` when no answer came. `what` names the operation in error messages.
         """
 
-        def once() -> requests.Response:
-            response, _ = self._open(method, url, what, headers, params, data, True, None)
-            return response
+        def once() -> Streamed:
+            response, watch = self._open(method, url, what, headers, params, data, True, None)
+            return Streamed(response, watch, self.request_timeout, what)
 
-        return self._retrying(
-            method, url, what, data, retry, once, lambda r: r.status_code, lambda r: r.close()
-        )
-
-    def chunks(self, response: requests.Response, what: str) -> Iterator[bytes]:
-        """A streamed body, failing when it delivers under 1 KiB in a request-timeout window."""
-        watch = self._watches.get(response) or Watch()
-        window = self.request_timeout
-        started, progress = time.monotonic(), 0
-        while True:
-            with (
-                _deadline(watch, what, window, blob=True),
-                WATCHDOG.armed(watch, started + window),
-                translate_errors(what),
-            ):
-                chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
-            if not chunk:
-                return
-            progress += len(chunk)
-            if progress >= BLOB_MIN_PROGRESS:
-                started, progress = time.monotonic(), 0
-            yield chunk
+        return self._retrying(method, what, data, retry, once, Streamed.close)
 
     def _retrying(
         self,
         method: str,
-        url: str,
         what: str,
         data: bytes | Readable | None,
-        retry: bool | None,
-        once: Callable[[], _T],
-        status_of: Callable[[_T], int],
-        close: Callable[[_T], None],
-    ) -> _T:
-        if retry is None:
-            retry = method in _IDEMPOTENT and (data is None or isinstance(data, bytes))
-        started = self.clock()
-        attempt = 0
-        while True:
-            try:
-                result = once()
-            except ConnectionDropped as exc:
-                if not retry:
-                    raise
-                delay = self.retry.interval(attempt)
-                if self.clock() - started + delay > self.retry.budget:
-                    raise
-                log.warning("transient error: %s; retrying in %.1fs", exc, delay)
-            else:
-                status = status_of(result)
-                if not (retry and is_transient_status(status)):
-                    return result
-                headers = getattr(result, "headers", {})
-                delay = max(
-                    self.retry.interval(attempt),
-                    retry_after_seconds(headers.get("Retry-After")) or 0.0,
-                )
-                if self.clock() - started + delay > self.retry.budget:
-                    return result
-                close(result)
-                log.warning(
-                    "transient error: %s answered %d; retrying in %.1fs", what, status, delay
-                )
-            self.sleep(delay)
-            attempt += 1
+        allowed: bool | None,
+        once: Callable[[], _A],
+        close: Callable[[_A], None],
+    ) -> _A:
+        if allowed is None:
+            allowed = method in _IDEMPOTENT and (data is None or isinstance(data, bytes))
+        if not allowed:
+            return once()
+
+        def again(answer: _A) -> Again | None:
+            if not is_transient_status(answer.status):
+                return None
+            wanted = retry_after_seconds(answer.headers.get("Retry-After")) or 0.0
+            return Again(f"{what} answered {answer.status}", wanted)
+
+        return retry(
+            once,
+            policy=self.retry,
+            transient=lambda exc: isinstance(exc, ConnectionDropped),
+            again=again,
+            discard=close,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
 
     def _open(
         self,
@@ -374,7 +380,6 @@ class Transport:
             WATCHDOG.disarm(watch)
             CURRENT.reset(token)
         log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
-        self._watches[response] = watch
         return response, watch
 
 
@@ -411,7 +416,7 @@ def _cap_redirect_body(response: requests.Response, **_: Any) -> requests.Respon
     return response
 
 
-def read_capped(response: requests.Response, what: str, limit: int) -> bytes:
+def _read_capped(response: requests.Response, what: str, limit: int) -> bytes:
     """The body, refusing to hold more than `limit` bytes whatever `Content-Length` claims."""
     parts: list[bytes] = []
     total = 0

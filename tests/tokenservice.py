@@ -3,6 +3,10 @@
 docker-registry only verifies tokens; something has to issue them. Writing the issuer here keeps the
 suite free of extra daemons and lets tests steer it: count requests, check what a client asked
 for, and hand out useless tokens on purpose to exercise a client's token refresh.
+
+Besides the spec's ``GET`` with Basic, it takes the OAuth2 ``POST`` docker sends (a form with
+``grant_type`` ``password`` or ``refresh_token``, ``client_id``, ``service`` and a space-separated
+``scope``), issuing refresh tokens the way an identity provider does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class SeenRequest(NamedTuple):
     path: str
     query: str
     had_auth: bool
+    method: str = "GET"
+    grant_type: str | None = None
+    client_id: str | None = None
 
 
 class Scope(NamedTuple):
@@ -108,7 +115,7 @@ class _TokenHTTPServer(ThreadingHTTPServer):
 
 
 class _TokenRequestHandler(BaseHTTPRequestHandler):
-    """Answers ``GET /token``; everything else is 404."""
+    """Answers ``GET /token`` and ``POST /token``; everything else is 404."""
 
     server: _TokenHTTPServer
 
@@ -142,6 +149,54 @@ class _TokenRequestHandler(BaseHTTPRequestHandler):
             self._send_json(400, _errors("INVALID_SCOPE", str(exc)))
             return
         self._send_json(200, service.issue(user, scopes))
+
+    def do_POST(self) -> None:
+        """The OAuth2 grants: a password (``access_type=offline`` adds a refresh token), or a
+        refresh token; the answer names the token ``access_token`` only, as OAuth2 does."""
+        service = self.server.service
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        form = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode("utf-8")).items()}
+        authorization = self.headers.get("Authorization")
+        grant = form.get("grant_type")
+        seen = SeenRequest(
+            split.path, "", authorization is not None, "POST", grant, form.get("client_id")
+        )
+        service.record(seen)
+        refusal = service.post_refusal
+        if split.path != "/token" or refusal is not None:
+            self._send_json(refusal or 404, _errors("NOT_FOUND", "no such endpoint"))
+            return
+        if not form.get("client_id"):
+            self._send_json(400, {"error": "invalid_request"})
+            return
+        if grant == "password":
+            user = service.check_password(form.get("username", ""), form.get("password", ""))
+            offline = form.get("access_type") == "offline"
+        elif grant == "refresh_token":
+            user = service.redeem(form.get("refresh_token", ""))
+            offline = True
+        else:
+            self._send_json(400, {"error": "unsupported_grant_type"})
+            return
+        if user is None:
+            self._send_json(400, {"error": "invalid_grant"})
+            return
+        if form.get("service", service.service) != service.service:
+            self._send_json(400, {"error": "invalid_request"})
+            return
+        try:
+            scopes = parse_scopes([form.get("scope", "")])
+        except ValueError:
+            self._send_json(400, {"error": "invalid_scope"})
+            return
+        issued = service.issue(user, scopes)
+        del issued["token"]
+        if offline:
+            rotated = service.rotated_refresh_token(user, form.get("refresh_token"))
+            if rotated is not None:
+                issued["refresh_token"] = rotated
+        self._send_json(200, issued)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the tests read ``requests_seen`` instead of a noisy stderr."""
@@ -186,6 +241,11 @@ class TokenService:
         self._requests: list[SeenRequest] = []
         self._tokens_issued = 0
         self._empty_access_remaining = 0
+        self._refresh_tokens: dict[str, str] = {}
+        self.rotate_refresh_tokens = False
+        """When set, every refresh grant returns a new refresh token and revokes the old one."""
+        self.post_refusal: int | None = None
+        """When set, every POST is answered with this status (a realm that takes GET only)."""
         self._server = _TokenHTTPServer(self)
         self._serving = Background(self._server, "regwatch-token-service", poll=0.05)
 
@@ -230,6 +290,21 @@ class TokenService:
             self._requests.clear()
             self._tokens_issued = 0
             self._empty_access_remaining = 0
+            self._refresh_tokens.clear()
+        self.rotate_refresh_tokens = False
+        self.post_refusal = None
+
+    def refresh_token_for(self, username: str) -> str:
+        """A refresh token for a known user, as ``docker login`` stores its identity token."""
+        token = "rt-" + secrets.token_urlsafe(24)
+        with self._lock:
+            assert username in self._users, username
+            self._refresh_tokens[token] = username
+        return token
+
+    def revoke(self, refresh_token: str) -> None:
+        with self._lock:
+            self._refresh_tokens.pop(refresh_token, None)
 
     def add_user(self, username: str, password: str, *, pull_only: bool = False) -> None:
         """Another user; ``pull_only`` users get only ``pull`` whatever they ask for."""
@@ -267,6 +342,26 @@ class TokenService:
         if not hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8")):
             return None
         return username
+
+    def check_password(self, username: str, password: str) -> str | None:
+        """The user a password grant names, or None when the password is wrong."""
+        expected = self._users.get(username)
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+            return None
+        return username
+
+    def redeem(self, refresh_token: str) -> str | None:
+        with self._lock:
+            return self._refresh_tokens.get(refresh_token)
+
+    def rotated_refresh_token(self, user: str, old: str | None) -> str | None:
+        """A refresh token to hand back: a new one for a password grant, or for a refresh grant
+        when rotating (the old one is revoked); None when the old one stays valid."""
+        if old is not None and not self.rotate_refresh_tokens:
+            return None
+        if old is not None:
+            self.revoke(old)
+        return self.refresh_token_for(user)
 
     def grant(self, user: str, scopes: list[Scope]) -> list[dict[str, Any]]:
         """Apply the policy; scopes naming the same resource are merged, ungranted ones dropped."""

@@ -20,7 +20,8 @@ from regwatch.frontends.output import (
     log_warnings,
     write_line,
 )
-from regwatch.net import RetryPolicy, request_timeout_from_env
+from regwatch.net import request_timeout_from_env
+from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Access
 

@@ -27,7 +27,8 @@ from regwatch.frontends.sources import (
     refuse_unsupported,
     watch_spec,
 )
-from regwatch.net import RetryPolicy, request_timeout_from_env
+from regwatch.net import request_timeout_from_env
+from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Metadata, TagDigest
 

@@ -16,8 +16,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
-import requests
-
 from regwatch.errors import (
     AuthFailed,
     ConfigError,
@@ -31,9 +29,10 @@ from regwatch.errors import (
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.documents import declared_media_type
 from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
-from regwatch.net import Answer, Readable, Transport, header_int, read_capped
+from regwatch.net import Answer, Readable, Streamed, Transport, header_int
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
-from regwatch.registry.auth import Authenticator, Credentials, preferred_challenge
+from regwatch.registry.auth import Authenticator, preferred_challenge
+from regwatch.registry.credentials import CredentialSource
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 """The OCI distribution spec's suggested limit; a bigger manifest is an attack, not an image."""
@@ -111,7 +110,7 @@ class RegistryClient:
         self,
         registry: str,
         transport: Transport,
-        credentials: Credentials | None = None,
+        credentials: CredentialSource | None = None,
         *,
         insecure: bool = False,
     ) -> None:
@@ -232,20 +231,20 @@ class RegistryClient:
         auth = self._connected().authenticator
         scopes = (pull_scope(repository),)
 
-        def send(scopes: tuple[str, ...]) -> requests.Response:
-            value = auth.authorization(scopes)
+        def send(value: str | None) -> Streamed:
             headers = {"Authorization": value} if value else {}
             return self._transport.request("GET", url, what=what, headers=headers)
 
-        response = send(scopes)
-        challenge = response.headers.get("WWW-Authenticate")
-        if response.status_code == 401 and auth.refresh(scopes, challenge):
-            response.close()
-            response = send(auth.scopes_with(scopes, challenge))
-        with response:
-            if response.status_code != 200:
-                raise self._error(_error_answer(response, what), what)
-            yield VerifyingReader(self._transport.chunks(response, what), digest, size, what)
+        sent = auth.authorization(scopes)
+        answer = send(sent)
+        challenge = answer.headers.get("WWW-Authenticate")
+        if answer.status == 401 and auth.unauthorized(scopes, challenge, sent):
+            answer.close()
+            answer = send(auth.authorization(auth.scopes_with(scopes, challenge)))
+        with answer:
+            if answer.status != 200:
+                raise self._error(_error_answer(answer, what), what)
+            yield VerifyingReader(answer.chunks(), digest, size, what)
 
     def blob_size(self, repository: Repository, digest: str) -> int | None:
         """The size of a blob the registry has, or None when it does not have it."""
@@ -412,14 +411,14 @@ class RegistryClient:
     ) -> Answer:
         """One request with our credentials, its whole answer read within `limit` bytes.
 
-        On a 401 the token is renewed once and the request resent. Every URL reaching here is
+        On a 401 the token (or, when the registry refused our Basic credentials, the
+        credentials) is renewed once and the request resent. Every URL reaching here is
         on the registry's own host (`_same_registry`), so the `Authorization` header never
         travels elsewhere; requests drops it on redirects to other hosts.
         """
         auth = self._connected().authenticator
 
-        def attempt(scopes: tuple[str, ...]) -> Answer:
-            value = auth.authorization(scopes)
+        def attempt(value: str | None) -> Answer:
             merged = {**(headers or {}), **({"Authorization": value} if value else {})}
             return self._transport.fetch(
                 method,
@@ -432,13 +431,14 @@ class RegistryClient:
                 retry=retry,
             )
 
-        answer = attempt(scopes)
+        sent = auth.authorization(scopes)
+        answer = attempt(sent)
         if answer.status != 401 or hasattr(data, "read"):
             return answer
         challenge = answer.headers.get("WWW-Authenticate")
-        if not auth.refresh(scopes, challenge):
+        if not auth.unauthorized(scopes, challenge, sent):
             return answer
-        return attempt(auth.scopes_with(scopes, challenge))
+        return attempt(auth.authorization(auth.scopes_with(scopes, challenge)))
 
     def _connected(self) -> _Connection:
         with self._connect_lock:
@@ -479,7 +479,8 @@ class RegistryClient:
             raise self._error(answer, what)
 
     def _error(self, answer: Answer, what: str) -> RegistryError:
-        return _status_error(answer, what, anonymous=self._credentials is None)
+        anonymous = self._credentials is None or self._credentials.current() is None
+        return _status_error(answer, what, anonymous=anonymous)
 
 
 @dataclass(frozen=True)
@@ -585,10 +586,10 @@ def next_page(link: str | None, url: str, what: str) -> str | None:
     return urljoin(url, link[1:end])
 
 
-def _error_answer(response: requests.Response, what: str) -> Answer:
+def _error_answer(answer: Streamed, what: str) -> Answer:
     """A streamed error answer, read (capped) for its registry error codes."""
-    body = read_capped(response, what, _ERROR_LIMIT)
-    return Answer(response.status_code, response.reason or "", response.headers, body, response.url)
+    body = answer.read(_ERROR_LIMIT)
+    return Answer(answer.status, answer.reason, answer.headers, body, answer.url)
 
 
 def _tags_from(answer: Answer, what: str) -> list[str]:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 
 from regwatch.errors import StoreError
 from regwatch.events import Event
-from regwatch.net import DEFAULT_REQUEST_TIMEOUT, RetryPolicy
+from regwatch.net import DEFAULT_REQUEST_TIMEOUT
 from regwatch.observe import Observation
+from regwatch.retrying import RetryPolicy
 from regwatch.service.clients import ClientPool
 from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 

@@ -10,20 +10,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from regwatch.net import RetryPolicy, Transport
-from regwatch.registry.auth import Credentials
+from regwatch.net import Transport
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
+from regwatch.retrying import RetryPolicy
 from regwatch.specs import Access
 
 POOL_SIZE = 64
 """Connections kept per host: the highest `concurrency` a watch may ask for."""
 
 
-def credentials_of(access: Access) -> Credentials | None:
-    """Basic credentials only when both halves are given, as the Go resource does."""
-    if access.username and access.password:
-        return Credentials(access.username, access.password)
-    return None
+def credentials_of(access: Access) -> StaticCredentials:
+    """The access's pair; used only when both halves are given, as the Go resource does."""
+    return StaticCredentials(access.username or "", access.password or "")
 
 
 class ClientPool:

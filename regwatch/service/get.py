@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest
 from regwatch.registry.client import Manifest
 from regwatch.registry.images import ImageSource, PlatformImage
+from regwatch.retrying import retry
 from regwatch.service.facts import image_facts
 from regwatch.service.unpack import NoProgress, Progress, write_rootfs, write_small_file
 from regwatch.specs import Access, FetchSpec, Metadata, WatchSpec
@@ -99,24 +99,21 @@ class _GetPlan:
     progress: Progress
 
     def download(self, repository: Repository, access: Access) -> _Fetched:
-        """The whole download, retried on transient failures with the §7 backoff."""
+        """The whole download, retried on transient failures with the §7 backoff; before a
+        retry, what the attempt wrote is removed and the client dropped (a fresh ping)."""
         log.info("fetching %s@%s", repository, self.fetch.version.digest)
-        policy = self.service.retry
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            try:
-                return self._attempt(repository, access)
-            except RegwatchError as exc:
-                delay = policy.interval(attempt)
-                if not transient(exc) or time.monotonic() - started + delay > policy.budget:
-                    raise
-                log.warning("transient error: %s; retrying in %.1fs", exc, delay)
-                if not self.clean():
-                    raise
-                self.service.clients.forget(repository.registry, access)
-                self.service.sleep(delay)
-                attempt += 1
+
+        def afresh() -> bool:
+            self.service.clients.forget(repository.registry, access)
+            return self.clean()
+
+        return retry(
+            lambda: self._attempt(repository, access),
+            policy=self.service.retry,
+            transient=transient,
+            before_retry=afresh,
+            sleep=self.service.sleep,
+        )
 
     def _attempt(self, repository: Repository, access: Access) -> _Fetched:
         """One try: the manifest by digest, then the format."""

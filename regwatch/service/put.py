@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import stat
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -23,6 +22,7 @@ from regwatch.projections.aliases import decide_aliases, version_tag
 from regwatch.refs import Reference, Repository, parse_tag
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import Layer
+from regwatch.retrying import retry
 from regwatch.service.unpack import NoProgress, Progress
 from regwatch.specs import Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 
@@ -205,23 +205,20 @@ def _push_with_retries(
     progress: Progress,
     homes: Mapping[str, Repository],
 ) -> None:
+    """The whole push, retried on transient failures; a retry starts with a fresh client."""
     repository, access = spec.repository, spec.access
-    policy = service.retry
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            client = service.clients.client(repository.registry, access)
-            _push(client, repository, loaded, tags, progress, homes)
-            return
-        except RegwatchError as exc:
-            delay = policy.interval(attempt)
-            if not transient(exc) or time.monotonic() - started + delay > policy.budget:
-                raise
-            log.warning("transient error: %s; retrying in %.1fs", exc, delay)
-            service.clients.forget(repository.registry, access)
-            service.sleep(delay)
-            attempt += 1
+
+    def attempt() -> None:
+        client = service.clients.client(repository.registry, access)
+        _push(client, repository, loaded, tags, progress, homes)
+
+    def afresh() -> bool:
+        service.clients.forget(repository.registry, access)
+        return True
+
+    retry(
+        attempt, policy=service.retry, transient=transient, before_retry=afresh, sleep=service.sleep
+    )
 
 
 def _push(

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from regwatch.net import Transport
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests.registries import RegistryServer
 
 
@@ -61,7 +61,9 @@ def assert_fails(run: Run, *fragments: str) -> None:
 
 
 def client_for(server: RegistryServer) -> RegistryClient:
-    credentials = Credentials(server.username, server.password or "") if server.username else None
+    credentials = (
+        StaticCredentials(server.username, server.password or "") if server.username else None
+    )
     transport = Transport(ca_certs=[server.ca_pem] if server.ca_pem else [])
     return RegistryClient(server.host, transport, credentials)
 

@@ -13,8 +13,8 @@ import pytest
 
 from regwatch.net import Transport
 from regwatch.refs import Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
 from tests.registries import RegistryServer
@@ -183,7 +183,7 @@ def test_mirror_answers_for_docker_hub_images_with_its_own_credentials(
     client = RegistryClient(
         tls_registry.host,
         Transport(ca_certs=[tls_registry.ca_pem or ""]),
-        Credentials(tls_registry.username or "", tls_registry.password or ""),
+        StaticCredentials(tls_registry.username or "", tls_registry.password or ""),
     )
     images.push(client, Repository(tls_registry.host, f"library/{name}"), "1.0.0", item)
     mirror = {

@@ -13,8 +13,8 @@ import pytest
 
 from regwatch.net import Transport
 from regwatch.refs import Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.e2e.steps import regwatch_command
 from tests.registries import RegistryServer
@@ -61,7 +61,9 @@ def seed(
     server: RegistryServer, tags: Mapping[str, images.Image | images.Index], prefix: str = "cli"
 ) -> str:
     """Push images under tags; returns the repository name to type on the command line."""
-    credentials = Credentials(server.username, server.password or "") if server.username else None
+    credentials = (
+        StaticCredentials(server.username, server.password or "") if server.username else None
+    )
     client = RegistryClient(
         server.host, Transport(ca_certs=[server.ca_pem] if server.ca_pem else []), credentials
     )

@@ -20,8 +20,8 @@ import pytest
 from regwatch.errors import AuthFailed, ConfigError
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests.e2e.steps import step
 from tests.e2e.test_cli import Run, assert_one_line_error, regwatch
 from tests.faults import (
@@ -508,7 +508,7 @@ def test_a_pull_only_user_pushing_is_told_it_lacks_push_access(
     assert token_registry.token_service is not None
     token_registry.token_service.add_user("reader", "reader-Secret-5", pull_only=True)
     client = RegistryClient(
-        token_registry.host, Transport(), Credentials("reader", "reader-Secret-5")
+        token_registry.host, Transport(), StaticCredentials("reader", "reader-Secret-5")
     )
     repository = Repository(token_registry.host, "readonly/app")
     data = b"layer"
@@ -532,7 +532,7 @@ def test_a_pull_only_user_pushing_is_told_it_lacks_push_access(
 def test_wrong_password_still_says_check_username_and_password(
     token_registry: RegistryServer,
 ) -> None:
-    client = RegistryClient(token_registry.host, Transport(), Credentials("bob", "wrong"))
+    client = RegistryClient(token_registry.host, Transport(), StaticCredentials("bob", "wrong"))
 
     with pytest.raises(AuthFailed) as caught:
         client.list_tags(Repository(token_registry.host, "readonly/app"))

@@ -19,8 +19,8 @@ import pytest
 
 from regwatch.net import Transport
 from regwatch.refs import Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.e2e.steps import assert_fails, client_for, source_for, step
 from tests.registries import RegistryServer, free_port
@@ -63,7 +63,7 @@ def push(server: RegistryServer, path: str, tags: dict[str, images.Image]) -> No
 
 
 def tls_client(server: RegistryServer) -> RegistryClient:
-    credentials = Credentials(server.username or "", server.password or "")
+    credentials = StaticCredentials(server.username or "", server.password or "")
     return RegistryClient(server.host, Transport(ca_certs=[server.ca_pem or ""]), credentials)
 
 

@@ -15,8 +15,8 @@ from regwatch.errors import AuthFailed, ConfigError, DigestMismatch, NotFound, T
 from regwatch.image import manifests as mt
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.registries import RegistryServer
 
@@ -38,7 +38,7 @@ def client_for(
 ) -> RegistryClient:
     credentials = None
     if server.username:
-        credentials = Credentials(server.username, password or server.password or "")
+        credentials = StaticCredentials(server.username, password or server.password or "")
     ca_certs = [server.ca_pem] if server.ca_pem and ca else []
     return RegistryClient(server.host, transport or Transport(ca_certs=ca_certs), credentials)
 

@@ -17,8 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import requests
-import requests.auth
 
 from regwatch.errors import (
     AuthFailed,
@@ -29,10 +27,11 @@ from regwatch.errors import (
     RegwatchError,
     Unreachable,
 )
-from regwatch.net import Answer, RetryPolicy, Transport
+from regwatch.net import Answer, Streamed, Transport
 from regwatch.refs import Reference, Repository
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import MAX_MANIFEST_BYTES, Descriptor, RegistryClient
+from regwatch.registry.credentials import StaticCredentials
+from regwatch.retrying import RetryPolicy
 from tests.faults import (
     DOCKER_MANIFEST,
     OCI_MANIFEST,
@@ -100,7 +99,7 @@ class GuardedTransport(Transport):
         self._guard(method, url, kwargs)
         return super().fetch(method, url, **kwargs)
 
-    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str, **kwargs: Any) -> Streamed:
         self._guard(method, url, kwargs)
         return super().request(method, url, **kwargs)
 
@@ -143,8 +142,8 @@ def make_client(
 ) -> MakeClient:
     """``make_client(credentials=None)``: a client of the fault registry on the fake clock."""
 
-    def make(credentials: Credentials | None = None) -> RegistryClient:
-        transport = GuardedTransport(sleep=clock.sleep, clock=clock)
+    def make(credentials: StaticCredentials | None = None) -> RegistryClient:
+        transport = GuardedTransport(retry=RetryPolicy.from_env(), sleep=clock.sleep, clock=clock)
         transports.append(transport)
         return RegistryClient(fault_registry.host, transport, credentials)
 
@@ -575,7 +574,7 @@ def test_credentials_do_not_follow_a_blob_redirect_to_another_host(
         storage.route("GET", "/storage/blob", blob_reply(data))
         location = {"Location": f"{storage.url}/storage/blob"}
         fault_registry.route("GET", blob_path(REPO, digest), empty_reply(307, **location))
-        client = make_client(Credentials(USERNAME, PASSWORD))
+        client = make_client(StaticCredentials(USERNAME, PASSWORD))
 
         with client.open_blob(repo, digest, len(data)) as reader:
             assert reader.read() == data
@@ -641,7 +640,7 @@ def test_private_ip_realm_on_another_host_is_refused(
     transports: list[GuardedTransport],
 ) -> None:
     fault_registry.route("GET", "/v2/", bearer_challenge("http://10.0.0.1/token"))
-    client = make_client(Credentials(USERNAME, PASSWORD))
+    client = make_client(StaticCredentials(USERNAME, PASSWORD))
 
     try:
         with pytest.raises(AuthFailed) as caught:
@@ -661,7 +660,7 @@ def test_refused_token_never_shows_the_password(
     """A realm on the registry's own host is followed; its 401 is reported without secrets."""
     fault_registry.route("GET", "/v2/", bearer_challenge(f"{fault_registry.url}/token"))
     fault_registry.route("GET", "/token", registry_error(401, "UNAUTHORIZED", "bad password"))
-    client = make_client(Credentials(USERNAME, PASSWORD))
+    client = make_client(StaticCredentials(USERNAME, PASSWORD))
 
     with pytest.raises(AuthFailed) as caught:
         client.list_tags(repo)

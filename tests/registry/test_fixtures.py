@@ -310,7 +310,7 @@ def test_token_service_records_requests(
     fetch_token(token_registry, "repository:foo/bar:pull")
     fetch_token(token_registry, "repository:public/y:pull", authenticated=False)
     seen = token_service.requests_seen
-    assert [(path, had_auth) for path, _, had_auth in seen] == [("/token", True), ("/token", False)]
+    assert [(r.path, r.had_auth) for r in seen] == [("/token", True), ("/token", False)]
     assert parse_qs(seen[0].query)["scope"] == ["repository:foo/bar:pull"]
     assert token_service.tokens_issued == 2
     token_service.reset()

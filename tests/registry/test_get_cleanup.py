@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from regwatch.errors import NotFound
-from regwatch.net import RetryPolicy
 from regwatch.refs import parse_repository
+from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import FetchSpec, TagDigest, WatchSpec
 from tests import images

@@ -15,8 +15,8 @@ from regwatch.net import Transport
 from regwatch.refs import Repository
 from regwatch.registry import auth
 from regwatch.registry.addresses import Address
-from regwatch.registry.auth import Credentials
 from regwatch.registry.client import RegistryClient
+from regwatch.registry.credentials import StaticCredentials
 from tests.faults import FaultRegistry, bearer_challenge, json_reply, tags_path, tags_reply
 
 REPO = "team/app"
@@ -36,7 +36,7 @@ def test_a_realm_that_rebinds_to_loopback_is_refused_at_the_connection(
         "GET", "/v2/", bearer_challenge(f"http://localhost:{fault_registry.port}/t")
     )
     fault_registry.route("GET", "/t", json_reply({"token": "x"}))
-    client = RegistryClient(fault_registry.host, Transport(), Credentials("u", "pw-secret"))
+    client = RegistryClient(fault_registry.host, Transport(), StaticCredentials("u", "pw-secret"))
 
     with pytest.raises(AuthFailed, match="refusing token realm on private address"):
         client.list_tags(Repository(fault_registry.host, REPO))
@@ -51,7 +51,7 @@ def test_the_peer_check_lets_the_registrys_own_realm_through(
     fault_registry.route("GET", "/v2/", bearer_challenge(f"{fault_registry.url}/t"))
     fault_registry.route("GET", "/t", json_reply({"token": "x"}))
     fault_registry.route("GET", tags_path(REPO), tags_reply(REPO, ["v1"]))
-    client = RegistryClient(fault_registry.host, Transport(), Credentials("u", "pw-secret"))
+    client = RegistryClient(fault_registry.host, Transport(), StaticCredentials("u", "pw-secret"))
 
     assert client.list_tags(Repository(fault_registry.host, REPO)) == ["v1"]
     assert fault_registry.count(path="/t") == 1

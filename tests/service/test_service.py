@@ -14,8 +14,8 @@ import pytest
 
 from regwatch.errors import AuthFailed
 from regwatch.events import run_stream
-from regwatch.net import RetryPolicy
 from regwatch.refs import Repository
+from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Access, PushSpec, Selection, TagDigest, WatchSpec
 from regwatch.store import migrate

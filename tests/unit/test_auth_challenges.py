@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from regwatch.registry.auth import Challenge, Credentials, parse_challenges, preferred_challenge
+from regwatch.registry.auth import Challenge, parse_challenges, preferred_challenge
+from regwatch.registry.credentials import Credentials
 
 
 @pytest.mark.parametrize(

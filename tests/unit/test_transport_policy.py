@@ -4,13 +4,13 @@ import pytest
 
 from regwatch.errors import ConfigError
 from regwatch.net import (
-    RetryPolicy,
     header_int,
     is_transient_status,
     loggable_url,
     request_timeout_from_env,
     retry_after_seconds,
 )
+from regwatch.retrying import RetryPolicy
 
 
 def test_default_schedule_is_the_go_resources() -> None:
