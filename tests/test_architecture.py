@@ -22,7 +22,12 @@ VOCABULARY = (
     "regwatch.selection",
     "regwatch.patterns",
 )
-IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.documents", "regwatch.image.manifests")
+IMAGE_FORMATS = (
+    "regwatch.image.digests",
+    "regwatch.image.mediatypes",
+    "regwatch.image.documents",
+    "regwatch.image.manifests",
+)
 EVENTS = ("regwatch.events",)
 
 # (module or package prefix, regwatch modules it may import, third-party packages it may import)
