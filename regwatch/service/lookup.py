@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from regwatch.errors import ConfigError, NotFound
 from regwatch.refs import is_reference, parse_reference, parse_repository
-from regwatch.service.wiring import Access, connect
+from regwatch.service.access import Access, connect
 
 
 def list_tags(repository: str, access: Access) -> list[str]:

@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -33,11 +33,11 @@ from regwatch.errors import (
 from regwatch.events import SCHEMA_VERSION, Event, from_payload, run_stream, to_payload
 from regwatch.image.documents import Index
 from regwatch.image.manifests import parse_manifest
-from regwatch.net import Transport
 from regwatch.observe import ImageFacts, Observation
 from regwatch.refs import Repository, parse_registry
-from regwatch.registry.auth import Credentials
-from regwatch.registry.client import Manifest, RegistryClient
+from regwatch.registry.client import Manifest
+from regwatch.service.access import Access as Access
+from regwatch.service.access import connect as connect
 
 if TYPE_CHECKING:
     from regwatch.store.eventstore import EventStore, NewEvent
@@ -50,32 +50,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Access:
-    """How to reach a registry: who we are and which roots we trust."""
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_certs: Sequence[str] = ()
-    insecure: bool = False
-
-    @property
-    def credentials(self) -> Credentials | None:
-        """Basic credentials only when both halves are given, as the Go resource does."""
-        if self.username and self.password:
-            return Credentials(self.username, self.password)
-        return None
-
-
-def connect(registry: str, access: Access, transport: Transport | None = None) -> RegistryClient:
-    return RegistryClient(
-        registry,
-        transport or Transport(ca_certs=access.ca_certs),
-        access.credentials,
-        insecure=access.insecure,
-    )
 
 
 def open_store(source: Source) -> EventStore:
