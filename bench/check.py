@@ -35,7 +35,7 @@ from pathlib import Path
 from bench.measure import cpu_seconds, duration, log
 from regwatch.config import Source
 from regwatch.frontends.sources import watch_spec
-from regwatch.image.manifests import OCI_MANIFEST
+from regwatch.image.mediatypes import OCI_MANIFEST
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient

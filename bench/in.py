@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
 from bench.measure import cpu_seconds, log, run_child
-from regwatch.image.manifests import OCI_MANIFEST
+from regwatch.image.mediatypes import OCI_MANIFEST
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient

@@ -54,7 +54,7 @@ from typing import Protocol, cast
 from urllib.parse import parse_qs, urlsplit
 
 from bench.measure import GNU_TIME, cpu_seconds, duration, log, run_child
-from regwatch.image.manifests import OCI_INDEX, OCI_MANIFEST
+from regwatch.image.mediatypes import OCI_INDEX, OCI_MANIFEST
 from tests.registries import RegistryServer, start_plain_registry
 
 REPOSITORY = "bench/out"

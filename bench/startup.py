@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (needs docker-registry, skopeo and GNU time):
 
-    python -m bench.startup [--repeat 20]
+    python -m bench.startup [--repeat 20] [--before DIR]
 
 It starts a local docker-registry (plain HTTP on loopback), pushes one small image (one layer,
 a few bytes) with regwatch's client, and then times, `--repeat` times each and interleaved, as
@@ -13,7 +13,13 @@ a child process:
 - `regwatch digest REF`: the same HEAD from the command line;
 - `skopeo inspect --no-tags --tls-verify=false docker://REF`, the peer: it fetches the
   manifest and the config;
-- `python -c pass` with the interpreter regwatch runs on: the floor no Python tool goes under.
+- `python -c pass` with the interpreter regwatch runs on: the floor no Python tool goes under;
+- with `--before DIR`, `check` and `digest` again with DIR first on `PYTHONPATH` (an older
+  regwatch unpacked there), in the same rounds, so "before" and "after" meet the same load.
+
+The children run with bytecode caching on (`PYTHONDONTWRITEBYTECODE` dropped from their
+environment): an installed regwatch has its `.pyc` files, and without them every start compiles
+regwatch's own modules again (~0.1 s here). The warm-up rounds write them.
 
 Wall time runs from spawn to exit; peak RSS is GNU time's `%M` (see `run_child` for why not
 `wait4`'s). Each answer is checked against the pushed image's digest. Prints a markdown table
@@ -33,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.measure import GNU_TIME, Measured, duration, log, run_child
@@ -128,22 +135,23 @@ class Bench:
         self._work = work
         self._time_bin = time_bin
         self._runs = 0
+        self._env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         here = Path(sys.executable).parent
         script = here / "regwatch"
         self._regwatch = [str(script)] if script.exists() else [sys.executable, "-m", "regwatch"]
 
-    def check(self) -> Sample:
+    def check(self, code: str | None = None) -> Sample:
         request = {
             "source": {"repository": self._repository, "tag": TAG},
             "version": {"tag": TAG, "digest": self._digest},
         }
-        sample = self._timed([*self._regwatch, "check"], json.dumps(request).encode())
+        sample = self._timed([*self._regwatch, "check"], json.dumps(request).encode(), code)
         answer = json.loads(sample.measured.stdout)
         assert answer == [{"tag": TAG, "digest": self._digest}], answer
         return sample
 
-    def digest(self) -> Sample:
-        sample = self._timed([*self._regwatch, "digest", self._reference])
+    def digest(self, code: str | None = None) -> Sample:
+        sample = self._timed([*self._regwatch, "digest", self._reference], code=code)
         assert sample.measured.stdout.decode().strip() == self._digest, sample.measured.stdout
         return sample
 
@@ -157,11 +165,13 @@ class Bench:
     def python(self) -> Sample:
         return self._timed([sys.executable, "-c", "pass"])
 
-    def _timed(self, args: Sequence[str], stdin: bytes = b"") -> Sample:
+    def _timed(self, args: Sequence[str], stdin: bytes = b"", code: str | None = None) -> Sample:
+        """`code`: a directory holding another regwatch to run instead (first on PYTHONPATH)."""
         self._runs += 1
         logs = self._work / f"{self._runs:04d}"
         started = time.perf_counter()
-        measured = run_child(args, logs, stdin=stdin, env=os.environ, time_bin=self._time_bin)
+        env = self._env if code is None else {**self._env, "PYTHONPATH": code}
+        measured = run_child(args, logs, stdin=stdin, env=env, time_bin=self._time_bin)
         return Sample(time.perf_counter() - started, measured)
 
 
@@ -170,10 +180,17 @@ def push_image(server: RegistryServer) -> str:
     return push(client, Repository(server.host, REPOSITORY), TAG, image("startup"))
 
 
-def run(bench: Bench, repeat: int) -> list[Row]:
+def run(bench: Bench, repeat: int, before: str | None = None) -> list[Row]:
     commands: list[tuple[Row, Callable[[], Sample]]] = [
         (Row("regwatch check (tag mode)", Target(0.25, 45), []), bench.check),
         (Row("regwatch digest", Target(0.20), []), bench.digest),
+    ]
+    if before is not None:
+        commands += [
+            (Row("regwatch check (tag mode), before", Target(), []), partial(bench.check, before)),
+            (Row("regwatch digest, before", Target(), []), partial(bench.digest, before)),
+        ]
+    commands += [
         (Row("skopeo inspect --no-tags", Target(), []), bench.skopeo),
         (Row("python -c pass", Target(), []), bench.python),
     ]
@@ -191,6 +208,12 @@ def run(bench: Bench, repeat: int) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument(
+        "--before",
+        metavar="DIR",
+        help="also run the regwatch in DIR (e.g. a `git archive` of an older commit), "
+        "interleaved with this one, so both meet the same load",
+    )
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -208,7 +231,8 @@ def main() -> None:
         try:
             digest = push_image(server)
             log(f"pushed {server.host}/{REPOSITORY}:{TAG} as {digest}")
-            rows = run(Bench(server, digest, work / "runs", GNU_TIME), args.repeat)
+            bench = Bench(server, digest, work / "runs", GNU_TIME)
+            rows = run(bench, args.repeat, args.before)
         finally:
             server.stop()
     log(f"load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient
 from tests.registries import RegistryServer, require_tool

@@ -24,7 +24,12 @@ VOCABULARY = (
 )
 """The domain's words. `regwatch.config` (Concourse payloads) is not among them: only front
 ends read a payload, and they hand the layers below `specs` values."""
-IMAGE_FORMATS = ("regwatch.image.digests", "regwatch.image.documents", "regwatch.image.manifests")
+IMAGE_FORMATS = (
+    "regwatch.image.digests",
+    "regwatch.image.mediatypes",
+    "regwatch.image.documents",
+    "regwatch.image.manifests",
+)
 EVENTS = ("regwatch.events",)
 
 # (module or package prefix, regwatch modules it may import, third-party packages it may import)

@@ -6,10 +6,10 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from regwatch.service import Layer
-
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+    from regwatch.service import Layer
 
 
 def progress_for(stream: TextIO) -> TerminalProgress | LineProgress:

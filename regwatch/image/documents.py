@@ -19,17 +19,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from pydantic import ValidationError as _ValidationError
 
 from regwatch.errors import ImageError
+from regwatch.image.mediatypes import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from regwatch.image.mediatypes import parse_json
 from regwatch.refs import is_digest
-
-MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
-"""A manifest, index or image config larger than this is refused, whatever its descriptor says.
-
-The OCI distribution spec's suggested manifest limit; real configs are a few KiB.
-"""
 
 REGISTRY = "the registry"
 """The sender named in errors about documents a registry sent."""
@@ -126,7 +122,6 @@ class ImageConfig(_Document):
 
 
 _Model = TypeVar("_Model", bound=_Document)
-_ANY_JSON: TypeAdapter[JsonValue] = TypeAdapter(JsonValue)
 
 
 def parse_image_manifest(body: bytes, what: str, *, sender: str | None = REGISTRY) -> ImageManifest:
@@ -147,20 +142,9 @@ def load_json(body: bytes, what: str) -> JsonValue:
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ImageError(f"{what} is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
-        return _ANY_JSON.validate_json(body, strict=True)
+        return parse_json(body)
     except _ValidationError as exc:
         raise ImageError(f"{what} is {_reason(exc)}") from None
-
-
-def declared_media_type(body: bytes) -> str:
-    """The top-level `mediaType` a manifest declares, or "" when it names none (or is no JSON)."""
-    value = _top_level(body).get("mediaType")
-    return value if isinstance(value, str) else ""
-
-
-def has_entries(body: bytes) -> bool:
-    """Whether a manifest of no known media type is shaped like an index (has `manifests`)."""
-    return "manifests" in _top_level(body)
 
 
 def too_large(what: str, size: int, *, sender: str | None = REGISTRY) -> ImageError:
@@ -168,17 +152,6 @@ def too_large(what: str, size: int, *, sender: str | None = REGISTRY) -> ImageEr
     return ImageError(
         f"{_invalid(what, sender)}: {size} bytes, more than the {MAX_DOCUMENT_BYTES} bytes allowed"
     )
-
-
-def _top_level(body: bytes) -> dict[str, JsonValue]:
-    """The top-level object of a document, or {} when it is none (the parse proper says why)."""
-    if len(body) > MAX_DOCUMENT_BYTES:
-        return {}
-    try:
-        document = _ANY_JSON.validate_json(body, strict=True)
-    except _ValidationError:
-        return {}
-    return document if isinstance(document, dict) else {}
 
 
 def _parse(model: type[_Model], body: bytes, what: str, sender: str | None) -> _Model:

@@ -56,7 +56,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, TypeAlias
 
 from regwatch.errors import ConfigError, ImageError
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
 from regwatch.image.digests import digest_of
 from regwatch.image.documents import (

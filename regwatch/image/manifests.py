@@ -1,4 +1,4 @@
-"""Manifest media types, telling an index from an image, and choosing one platform's image."""
+"""Telling an index from an image, and choosing one platform's image (types: `mediatypes`)."""
 
 from __future__ import annotations
 
@@ -11,40 +11,17 @@ from regwatch.image.documents import (
     Descriptor,
     ImageManifest,
     Index,
-    declared_media_type,
-    has_entries,
     parse_image_manifest,
     parse_index,
 )
-
-DOCKER_MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+json"
-DOCKER_MANIFEST_V1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-DOCKER_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-
-MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
-    DOCKER_MANIFEST_V1,
-    DOCKER_MANIFEST_V1_SIGNED,
-    DOCKER_MANIFEST_V2,
-    OCI_MANIFEST,
-    DOCKER_MANIFEST_LIST,
-    OCI_INDEX,
+from regwatch.image.mediatypes import (
+    IMAGE_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    SCHEMA1_MEDIA_TYPES,
+    declared_media_type,
+    has_entries,
+    is_index,
 )
-"""Every type we accept, in the order the Go original sends them.
-
-The distribution registry answers 404 for an OCI manifest unless `Accept` names the OCI type
-exactly, and down-converts schema 2 to schema 1 unless schema 2 is named: all six always go out.
-"""
-
-INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
-IMAGE_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V2, OCI_MANIFEST})
-SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
-
-
-def is_index(media_type: str) -> bool:
-    return media_type in INDEX_MEDIA_TYPES
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.digests import digest_of
-from regwatch.image.documents import declared_media_type, parse_image_manifest, parse_index
+from regwatch.image.documents import parse_image_manifest, parse_index
+from regwatch.image.mediatypes import declared_media_type
 from regwatch.refs import is_digest
 
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"

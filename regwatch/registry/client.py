@@ -27,8 +27,7 @@ from regwatch.errors import (
     TLSFailure,
 )
 from regwatch.image.digests import VerifyingReader, digest_of
-from regwatch.image.documents import declared_media_type
-from regwatch.image.manifests import MANIFEST_MEDIA_TYPES
+from regwatch.image.mediatypes import MANIFEST_MEDIA_TYPES, declared_media_type
 from regwatch.net import Answer, Readable, Streamed, Transport, header_int
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
 from regwatch.registry.auth import Authenticator, preferred_challenge

@@ -5,7 +5,11 @@ Concourse steps run the same observe → decide → append → project flow as t
 Importing this package costs the service alone; each use case loads its modules when called.
 """
 
+from typing import TYPE_CHECKING
+
 from regwatch.image.removal import remove_tree as remove_tree
-from regwatch.registry.images import Layer as Layer
 from regwatch.service.app import Service as Service
 from regwatch.service.app import utc_now as utc_now
+
+if TYPE_CHECKING:  # named by front ends for typing only: importing them costs pydantic
+    from regwatch.registry.images import Layer as Layer

@@ -20,14 +20,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from regwatch.errors import StoreError
-from regwatch.events import Event
 from regwatch.net import DEFAULT_REQUEST_TIMEOUT
-from regwatch.observe import Observation
 from regwatch.retrying import RetryPolicy
 from regwatch.service.clients import ClientPool
 from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
+    from regwatch.events import Event
+    from regwatch.observe import Observation
     from regwatch.service.polling import Poll
     from regwatch.service.unpack import Progress
     from regwatch.store.eventstore import EventStore

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.removal import remove_tree
 from regwatch.refs import Repository
 from tests import images

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.refs import Reference, Repository
 from tests import images
 from tests.e2e.steps import Run, assert_fails, client_for, source_for, step

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.loading import DOCKER_CONFIG, DOCKER_LAYER_GZIP, BlobSource, load_image
 from regwatch.net import Transport
 from regwatch.refs import Repository

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.digests import VerifyingReader
 from regwatch.image.ocilayout import (
     OCI_LAYER_TAR,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from regwatch.errors import AuthFailed, ConfigError, DigestMismatch, NotFound, TLSFailure
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.net import Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient

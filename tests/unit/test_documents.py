@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 
 from regwatch.errors import ImageError, UnsupportedMedia
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.documents import (
     MAX_DOCUMENT_BYTES,
     ImageConfig,
     ImageManifest,
     Index,
-    declared_media_type,
     load_json,
     parse_image_config,
     parse_image_manifest,
@@ -309,7 +308,7 @@ def test_load_json_turns_every_failure_into_one_line(data: bytes, problem: str) 
     ],
 )
 def test_the_declared_media_type_never_fails(data: bytes, declared: str) -> None:
-    assert declared_media_type(data) == declared
+    assert mt.declared_media_type(data) == declared
 
 
 # -- telling an index from an image ---------------------------------------------------------------

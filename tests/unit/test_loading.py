@@ -22,7 +22,7 @@ import pytest
 import zstandard
 
 from regwatch.errors import ConfigError, ImageError
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.loading import (
     DOCKER_CONFIG,
     DOCKER_LAYER_GZIP,

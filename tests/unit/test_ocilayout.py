@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
-from regwatch.image import manifests as mt
+from regwatch.image import mediatypes as mt
 from regwatch.image.digests import VerifyingReader
 from regwatch.image.ocilayout import (
     OCI_LAYOUT_CONTENT,

@@ -1,0 +1,90 @@
+"""Manifest media types, and what a document says its own type is: the registry client's part.
+
+Kept apart from the typed documents (`documents.py`) because `regwatch digest` and a check in tag
+mode need the `Accept` list and nothing else: the models and pydantic cost them start-up time
+they never use. pydantic's JSON parser is loaded only when a body has to be read.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from pydantic import JsonValue, TypeAdapter
+
+MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
+"""A manifest, index or image config larger than this is refused, whatever its descriptor says.
+
+The OCI distribution spec's suggested manifest limit; real configs are a few KiB.
+"""
+
+DOCKER_MANIFEST_V1: Final = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_MANIFEST_V1_SIGNED: Final = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+DOCKER_MANIFEST_V2: Final = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+
+MANIFEST_MEDIA_TYPES: tuple[str, ...] = (
+    DOCKER_MANIFEST_V1,
+    DOCKER_MANIFEST_V1_SIGNED,
+    DOCKER_MANIFEST_V2,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+)
+"""Every type we accept, in the order the Go original sends them.
+
+The distribution registry answers 404 for an OCI manifest unless `Accept` names the OCI type
+exactly, and down-converts schema 2 to schema 1 unless schema 2 is named: all six always go out.
+"""
+
+INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
+IMAGE_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V2, OCI_MANIFEST})
+SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
+
+
+def is_index(media_type: str) -> bool:
+    return media_type in INDEX_MEDIA_TYPES
+
+
+def declared_media_type(body: bytes) -> str:
+    """The top-level `mediaType` a manifest declares, or "" when it names none (or is no JSON)."""
+    value = _top_level(body).get("mediaType")
+    return value if isinstance(value, str) else ""
+
+
+def has_entries(body: bytes) -> bool:
+    """Whether a manifest of no known media type is shaped like an index (has `manifests`)."""
+    return "manifests" in _top_level(body)
+
+
+def parse_json(body: bytes) -> JsonValue:
+    """Any JSON document through pydantic's parser (strict, depth-limited, never a crash).
+
+    Raises pydantic's `ValidationError`; the callers say what the document was.
+    """
+    return _json().validate_json(body, strict=True)
+
+
+@functools.cache
+def _json() -> TypeAdapter[JsonValue]:
+    # Imported here: pydantic costs ~0.1 s of start-up, and a registry names a manifest's
+    # type in its Content-Type, so `digest` and `check` in tag mode never come here.
+    from pydantic import JsonValue, TypeAdapter  # noqa: PLC0415
+
+    return TypeAdapter(JsonValue)
+
+
+def _top_level(body: bytes) -> dict[str, Any]:
+    """The top-level object of a document, or {} when it is none (the parse proper says why)."""
+    from pydantic import ValidationError  # noqa: PLC0415  # see _json
+
+    if len(body) > MAX_DOCUMENT_BYTES:
+        return {}
+    try:
+        document = parse_json(body)
+    except ValidationError:
+        return {}
+    return document if isinstance(document, dict) else {}
