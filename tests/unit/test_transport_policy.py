@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from regwatch.errors import ConfigError
 from regwatch.net import (
+    Transport,
     header_int,
     is_transient_status,
     loggable_url,
     request_timeout_from_env,
     retry_after_seconds,
+    system_roots,
 )
 from regwatch.retrying import RetryPolicy
 
@@ -146,3 +150,34 @@ def test_loggable_url_hides_what_can_be_secret(
     url: str, params: dict[str, str | list[str]] | None, logged: str
 ) -> None:
     assert loggable_url(url, params) == logged
+
+
+def test_the_system_roots_are_a_hashed_directory_read_as_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = tmp_path / "hashed"
+    hashed.mkdir()
+    (hashed / "5ad8a5d6.0").write_text("-----BEGIN CERTIFICATE-----\n")
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(hashed))
+    assert system_roots() == str(hashed)
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SSL_CERT_DIR", str(plain))
+    assert system_roots() is True, "an unhashed directory is no store: requests' bundle is"
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_bundle_the_environment_names_wins(
+    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv(variable, str(bundle))
+    assert system_roots() == str(bundle)
+    assert Transport().verify == str(bundle)
