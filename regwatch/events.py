@@ -82,6 +82,9 @@ class PollSucceeded(_Event):
     requests: int
     duration_seconds: float
     source: str = "check"
+    """What polled: `check` (a Concourse step) or `watch` (the daemon)."""
+    daemon: str | None = None
+    """Which daemon process polled (`host:pid`), for `status` and a fleet; None for a step."""
 
 
 class PollFailed(_Event):
@@ -95,6 +98,7 @@ class PollFailed(_Event):
     requests: int
     duration_seconds: float
     source: str = "check"
+    daemon: str | None = None
 
 
 Event = Annotated[
@@ -114,8 +118,8 @@ SCHEMA_VERSION: Mapping[str, int] = {
     "TagDisappeared": 1,
     "ImageInspected": 1,
     "ImagePushed": 1,
-    "PollSucceeded": 1,
-    "PollFailed": 1,
+    "PollSucceeded": 2,
+    "PollFailed": 2,
 }
 
 RUN_STREAM_SUFFIX: Final = "#runs"
@@ -132,7 +136,17 @@ def run_stream(stream: str) -> str:
 
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+
+
+def _polled_by_no_daemon(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 runs came from Concourse steps only: no daemon polled them."""
+    return {**payload, "daemon": None}
+
+
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
+    ("PollSucceeded", 1): _polled_by_no_daemon,
+    ("PollFailed", 1): _polled_by_no_daemon,
+}
 """(kind, schema version) → a function lifting that payload to the next schema version."""
 
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

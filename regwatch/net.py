@@ -229,6 +229,8 @@ class Transport:
     pool_size: int = 16
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    on_answer: Callable[[str, int], None] | None = None
+    """Told the host and status of every answer (a daemon's request metrics)."""
 
     def __post_init__(self) -> None:
         self.verify: str | bool = ca_bundle(self.ca_certs) if self.ca_certs else system_roots()
@@ -380,6 +382,8 @@ class Transport:
             WATCHDOG.disarm(watch)
             CURRENT.reset(token)
         log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
+        if self.on_answer is not None:
+            self.on_answer(urlsplit(url).netloc, response.status_code)
         return response, watch
 
 

@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Final, NoReturn, TextIO
 
 from regwatch import __version__
@@ -50,7 +51,7 @@ def main(
         destination = getattr(args, "destination", None)
         return protocol(["regwatch", *([destination] if destination else [])], sys.stdin, out, err)
     _configure_logging(err, debug=args.debug)
-    command: Callable[[argparse.Namespace, Mapping[str, str]], str] = args.command
+    command: Callable[[argparse.Namespace, Mapping[str, str]], str | int] = args.command
     try:
         answer = command(args, env)
     except RegwatchError as exc:
@@ -64,6 +65,8 @@ def main(
             log.exception("internal error")
         write_line(err, f"regwatch: internal error: {type(exc).__name__}: {exc}")
         return 1
+    if isinstance(answer, int):  # a daemon: it said what it had to on the way
+        return answer
     return deliver(answer, out, err, "regwatch: ")
 
 
@@ -81,6 +84,39 @@ def _digest(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 def _migrate(args: argparse.Namespace, _env: Mapping[str, str]) -> str:
     with Service(store=args.store) as service:
         return service.migrate() + "\n"
+
+
+def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from regwatch.frontends import daemon  # noqa: PLC0415  # APScheduler: for the daemon only
+    from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
+    from regwatch.frontends.watchconfig import load_config  # noqa: PLC0415
+
+    config = load_config(Path(args.config), env)
+    listen = parse_listen(args.listen) if args.listen else None
+    if not args.debug:
+        logging.getLogger("regwatch").setLevel(logging.INFO)
+    metrics = Metrics()
+    service = Service(
+        store=config.store,
+        retry=RetryPolicy.from_env(env),
+        request_timeout=request_timeout_from_env(env),
+        polled_by="watch",
+        daemon=daemon.daemon_name(),
+        on_answer=metrics.answered,
+    )
+    with service:
+        return daemon.run(config, service, metrics, once=args.once, listen=listen)
+
+
+def _status(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    from regwatch.frontends import statusview  # noqa: PLC0415
+    from regwatch.frontends.watchconfig import load_config  # noqa: PLC0415
+
+    config = load_config(Path(args.config), env)
+    with Service(store=config.store) as service:
+        found = service.status([watch.spec for watch in config.watches])
+    rows = statusview.rows(config.watches, found)
+    return statusview.as_json(rows) if args.format == "json" else statusview.as_table(rows)
 
 
 def _service(env: Mapping[str, str]) -> Service:
@@ -186,6 +222,38 @@ def _parser() -> argparse.ArgumentParser:
         help="the store's SQLAlchemy URL, as in a source's `store`",
     )
     migrate.set_defaults(command=_migrate)
+
+    watch = commands.add_parser(
+        "watch",
+        parents=[debug],
+        help="poll the config's watches on their schedules and record what they show",
+        description="Run the watcher daemon: poll every watch of the config on its schedule, "
+        "record what changed in the store. SIGTERM or SIGINT stops it (polls in flight get "
+        "30 s to finish).",
+    )
+    watch.add_argument("--config", "-c", required=True, metavar="FILE", help="the YAML config")
+    watch.add_argument(
+        "--once",
+        action="store_true",
+        help="poll every watch once and exit: 0 when every poll succeeded, 1 otherwise",
+    )
+    watch.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve /metrics (Prometheus) and /healthz there, e.g. 127.0.0.1:9100",
+    )
+    watch.set_defaults(command=_watch)
+
+    status = commands.add_parser(
+        "status",
+        parents=[debug],
+        help="show each watch's last poll, outcome, tags known and next due time",
+        description="Show what the store knows of each watch of the config (reads only: a "
+        "store that does not exist yet shows every watch as never polled).",
+    )
+    status.add_argument("--config", "-c", required=True, metavar="FILE", help="the YAML config")
+    status.add_argument("--format", choices=("table", "json"), default="table")
+    status.set_defaults(command=_status)
 
     check = commands.add_parser(
         "check",

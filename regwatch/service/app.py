@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from regwatch.events import Event
     from regwatch.observe import Observation
     from regwatch.service.polling import Poll
+    from regwatch.service.status import RepositoryStatus
     from regwatch.service.unpack import Progress
     from regwatch.store.eventstore import EventStore
 
@@ -55,11 +56,20 @@ class Service:
         retry: RetryPolicy | None = None,
         request_timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        polled_by: str = "check",
+        daemon: str | None = None,
+        on_answer: Callable[[str, int], None] | None = None,
     ) -> None:
         self.now = now
+        self.polled_by = polled_by
+        """What the runs say polled: `check` (a Concourse step) or `watch` (the daemon)."""
+        self.daemon = daemon
+        """The daemon process (`host:pid`) the runs name; None for a step."""
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.clients = ClientPool(self.retry, request_timeout or DEFAULT_REQUEST_TIMEOUT, sleep)
+        self.clients = ClientPool(
+            self.retry, request_timeout or DEFAULT_REQUEST_TIMEOUT, sleep, on_answer
+        )
         self._store_url = store or None
         self._store: EventStore | None = None
 
@@ -81,6 +91,15 @@ class Service:
             self._store = None
 
     @property
+    def store_shown(self) -> str:
+        """The store's URL as it may be shown: no password, query values masked."""
+        if self._store_url is None:
+            return "(none)"
+        from regwatch.store.engine import shown  # noqa: PLC0415  # see `store`
+
+        return shown(self.store().engine.url)
+
+    @property
     def persistent(self) -> bool:
         """Whether observations are kept: only then are they recorded."""
         return self._store_url is not None
@@ -95,6 +114,16 @@ class Service:
             from regwatch.store.migrate import open_store  # noqa: PLC0415
 
             self._store = open_store(self._store_url)
+        return self._store
+
+    def existing_store(self) -> EventStore | None:
+        """The store for reading only: None when it does not exist yet. Never creates one."""
+        if self._store_url is None:
+            return None
+        if self._store is None:
+            from regwatch.store.migrate import open_existing  # noqa: PLC0415  # see `store`
+
+            self._store = open_existing(self._store_url)
         return self._store
 
     # -- use cases -----------------------------------------------------------------------------
@@ -128,6 +157,22 @@ class Service:
         from regwatch.service.put import put  # noqa: PLC0415
 
         return put(self, spec, push, sources, progress=progress)
+
+    def status(self, specs: Sequence[WatchSpec]) -> list[RepositoryStatus]:
+        """What the log knows of each spec's repository (`regwatch status`); reads only."""
+        from regwatch.service.status import repository_status  # noqa: PLC0415
+
+        return repository_status(self, specs)
+
+    def last_success(self, spec: WatchSpec) -> datetime | None:
+        """When the spec's repository was last polled successfully, from the log."""
+        from regwatch.service.status import last_success  # noqa: PLC0415
+
+        return last_success(self, spec)
+
+    def drop_runs(self, observed_before: datetime) -> int:
+        """Retention: job runs observed before the moment go (never tag history)."""
+        return self.store().drop_runs(observed_before)
 
     def list_tags(self, repository: str, access: Access) -> list[str]:
         from regwatch.service.lookup import list_tags  # noqa: PLC0415

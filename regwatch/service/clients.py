@@ -33,8 +33,10 @@ class ClientPool:
         retry: RetryPolicy,
         request_timeout: float,
         sleep: Callable[[float], None],
+        on_answer: Callable[[str, int], None] | None = None,
     ) -> None:
         self._retry = retry
+        self._on_answer = on_answer
         self._request_timeout = request_timeout
         self._sleep = sleep
         self._transports: dict[tuple[str, ...], Transport] = {}
@@ -80,6 +82,7 @@ class ClientPool:
                 request_timeout=self._request_timeout,
                 pool_size=POOL_SIZE,
                 sleep=self._sleep,
+                on_answer=self._on_answer,
             )
             self._transports[ca_certs] = transport
         return transport

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from regwatch.decide import RepoState, decide, fold
 from regwatch.errors import ConfigError, RegwatchError, StoreError
-from regwatch.events import PollFailed, PollSucceeded
+from regwatch.events import Event, PollFailed, PollSucceeded
 from regwatch.image.manifests import wanted_platform
 from regwatch.observe import ImageFacts, Observation, observe
 from regwatch.refs import Reference, Repository, is_tag, parse_digest
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import ImageSource
 from regwatch.service.facts import image_facts
-from regwatch.service.recording import load_state, record, record_run
+from regwatch.service.recording import load_state, record_events, record_run
 from regwatch.specs import PlatformChoice, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class Poll:
     repository: Repository
     observation: Observation
     state: RepoState
+    events: tuple[Event, ...] = ()
+    """What the poll appended to the repository's stream (nothing without a store)."""
 
 
 def poll(
@@ -75,20 +77,28 @@ def poll(
         )
         requests, seconds = spent()
         if store is None:
-            state = fold(decide(state, observation), state)
-        else:
-            run = PollSucceeded(requests=requests, duration_seconds=seconds)
-            state = record(
-                store, stream, state, version, observation, runs=[run], sleep=service.sleep
-            )
-        return Poll(repository, observation, state)
+            return Poll(repository, observation, fold(decide(state, observation), state))
+        run = PollSucceeded(
+            requests=requests,
+            duration_seconds=seconds,
+            source=service.polled_by,
+            daemon=service.daemon,
+        )
+        state, appended = record_events(
+            store, stream, state, version, observation, runs=[run], sleep=service.sleep
+        )
+        return Poll(repository, observation, state, tuple(appended))
     except (ConfigError, StoreError):
         raise
     except RegwatchError as exc:
         if store is not None:
             requests, seconds = spent()
             run_failed = PollFailed(
-                error=f"{failed}: {exc}", requests=requests, duration_seconds=seconds
+                error=f"{failed}: {exc}",
+                requests=requests,
+                duration_seconds=seconds,
+                source=service.polled_by,
+                daemon=service.daemon,
             )
             record_run(store, stream, run_failed, service.now())
         raise

@@ -60,7 +60,25 @@ def record(
     runs: Sequence[Event] = (),
     sleep: Callable[[float], None] = time.sleep,
 ) -> RepoState:
-    """Append what the observation changes in `state` (plus `extra`); the state after it.
+    """Append what the observation changes in `state` (plus `extra`); the state after it."""
+    after, _ = record_events(
+        store, stream, state, version, observation, extra, runs=runs, sleep=sleep
+    )
+    return after
+
+
+def record_events(
+    store: EventStore,
+    stream: str,
+    state: RepoState,
+    version: int,
+    observation: Observation,
+    extra: Sequence[Event] = (),
+    *,
+    runs: Sequence[Event] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[RepoState, list[Event]]:
+    """`record`, answering the events appended too (what a daemon counts).
 
     `runs` (`PollSucceeded`, `PollFailed`) go to the repository's run stream in the same
     transaction, and the new state's snapshot replaces the stream's old one.
@@ -89,7 +107,7 @@ def record(
             sleep(min(cap, first * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5))  # noqa: S311
             state, version = load_state(store, stream)
             continue
-        return after
+        return after, events
     raise Conflict(
         f"record to stream {stream}: other writers appended first {RECORD_ATTEMPTS} times"
         " in a row; gave up"

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from regwatch.errors import Conflict, StoreError
+from regwatch.events import RUN_STREAM_SUFFIX
 from regwatch.store.engine import shown, write_transaction
 from regwatch.store.schema import blob_locations as blob_locations_table
 from regwatch.store.schema import checkpoints as checkpoints_table
@@ -157,6 +158,40 @@ class EventStore:
             .order_by(events_table.c.version)
         )
         return self._read(f"load stream {stream}", query)
+
+    def latest(self, stream: str, kind: str | None = None) -> StoredEvent | None:
+        """The newest event of `stream` (of `kind`, when given); None when there is none."""
+        query = sa.select(events_table).where(events_table.c.stream == stream)
+        if kind is not None:
+            query = query.where(events_table.c.kind == kind)
+        query = query.order_by(events_table.c.version.desc()).limit(1)
+        found = self._read(f"read the newest event of stream {stream}", query)
+        return found[0] if found else None
+
+    def drop_runs(self, observed_before: datetime) -> int:
+        """Retention: delete job runs observed before the moment; how many went.
+
+        Only run streams (`<repository>#runs`) are touched, never tag history, and each run
+        stream keeps its newest run, so its versions keep counting up and `status` still knows
+        the last poll of a watch that has been failing for longer than the retention.
+        """
+        runs = events_table.c.stream.like(f"%{RUN_STREAM_SUFFIX}")
+        newest = (
+            sa.select(sa.func.max(events_table.c.position))
+            .where(runs)
+            .group_by(events_table.c.stream)
+            .scalar_subquery()
+        )
+        statement = sa.delete(events_table).where(
+            runs,
+            events_table.c.observed_at < observed_before,
+            events_table.c.position.not_in(newest),
+        )
+        with (
+            translated(self._engine, "drop old job runs"),
+            write_transaction(self._engine) as connection,
+        ):
+            return int(connection.execute(statement).rowcount or 0)
 
     def stream_version(self, stream: str) -> int:
         """The version of the newest event in `stream`; 0 when the stream has none."""

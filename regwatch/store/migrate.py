@@ -11,6 +11,7 @@ regwatch schema yet, and otherwise used only at head; `migrate` is the one way t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +128,33 @@ def open_store(url: str | None, clock: Callable[[], datetime] | None = None) -> 
         engine.dispose()
         raise
     return EventStore(engine) if clock is None else EventStore(engine, clock)
+
+
+def open_existing(url: str) -> EventStore | None:
+    """The store at `url` for reading only: None when it does not exist or holds no schema.
+
+    Nothing is created or changed: a SQLite file that is not there is not made, an empty
+    database is not migrated (`status` and `history` read; they never write). A store at
+    another revision is refused as for every command.
+    """
+    engine = create_engine(url)
+    try:
+        database = engine.url.database
+        if engine.url.get_backend_name() == "sqlite" and not (
+            is_memory(engine.url) or (database and os.path.exists(database))
+        ):
+            engine.dispose()
+            return None
+        current, head = current_revision(engine), head_revision()
+        if current is None:
+            engine.dispose()
+            return None
+        if current != head:
+            raise _not_current(engine, current, head)
+    except BaseException:
+        engine.dispose()
+        raise
+    return EventStore(engine)
 
 
 def prepare_persistent(engine: sa.Engine) -> None:

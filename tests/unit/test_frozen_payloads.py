@@ -60,6 +60,16 @@ DECODED: dict[str, Event] = {
     "PollFailed-1": PollFailed(
         error="ping x: connection refused", requests=1, duration_seconds=0.01
     ),
+    "PollSucceeded-2": PollSucceeded(
+        requests=3, duration_seconds=0.5, source="watch", daemon="host-a:4242"
+    ),
+    "PollFailed-2": PollFailed(
+        error="polling x failed: ping x: connection refused",
+        requests=1,
+        duration_seconds=0.01,
+        source="watch",
+        daemon="host-a:4242",
+    ),
 }
 
 

@@ -1,0 +1,263 @@
+"""`regwatch watch`: poll every watch of a config on its schedule, and record what is seen.
+
+APScheduler 3 is the process's timer (a `BackgroundScheduler`, its job store in memory and
+rebuilt from the config at start): one job per watch, never two runs of a job at once, missed
+runs coalesced into one, at most `workers` polls in flight. The log is the durable state: at
+start, a watch whose last successful poll is older than its interval polls at once, the others
+wait for their turn, so a restart does not stampede the registries.
+
+Each poll is one `Service.poll`, whose events and run commit in one transaction: a daemon
+killed at any moment loses nothing it had committed and leaves no half poll behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from regwatch.errors import RateLimited, RegwatchError
+from regwatch.frontends.metrics import Metrics
+from regwatch.frontends.watchconfig import DaemonConfig, Watch
+from regwatch.service import Service
+
+log = logging.getLogger("regwatch.daemon")
+
+GRACE: Final = 30.0
+"""Seconds in-flight polls get to finish after SIGTERM or SIGINT (decisions: 30 s)."""
+
+RETENTION_EVERY: Final = timedelta(hours=1)
+"""How often old job runs are dropped, when the config asks for retention."""
+
+
+def daemon_name() -> str:
+    """`host:pid`: which process polled, in the runs it records."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one poll of one watch ended: `ok`, `failed` or `rate_limited`."""
+
+    watch: str
+    result: str
+    error: str | None = None
+
+
+class Daemon:
+    """The watches of one config, polled through one service."""
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        service: Service,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.metrics = metrics
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._scheduler: Any = None
+
+    # -- one poll ------------------------------------------------------------------------------
+
+    def poll(self, watch: Watch) -> Outcome:
+        """Poll one watch; every failure becomes a warning line and a `failed` outcome."""
+        with self._idle:
+            self._in_flight += 1
+        started = time.monotonic()
+        try:
+            done = self.service.poll(watch.spec)
+        except RateLimited as exc:
+            outcome = Outcome(watch.name, "rate_limited", str(exc))
+        except RegwatchError as exc:
+            outcome = Outcome(watch.name, "failed", str(exc))
+        except Exception as exc:  # a daemon outlives a bug in one poll; the line says what
+            log.debug("internal error polling %s", watch.name, exc_info=True)
+            outcome = Outcome(watch.name, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        else:
+            outcome = Outcome(watch.name, "ok")
+            self.metrics.polled_ok(watch.name, len(done.state.tags), done.events)
+            if done.events:
+                log.info("%s: %s", watch.name, _summary(done.events))
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+        self.metrics.polled(watch.name, outcome.result, time.monotonic() - started)
+        if outcome.error is not None:
+            log.warning("watch %s: %s", watch.name, outcome.error)
+        return outcome
+
+    def poll_all(self) -> list[Outcome]:
+        """`--once`: every watch polled once, at most `workers` at a time."""
+        with ThreadPoolExecutor(max_workers=self.config.workers) as pool:
+            return list(pool.map(self.poll, self.config.watches))
+
+    # -- the schedule --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Schedule every watch (and retention) and start the timer; returns at once."""
+        from apscheduler.executors.pool import ThreadPoolExecutor as Workers  # noqa: PLC0415
+        from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
+
+        scheduler = BackgroundScheduler(
+            executors={"default": Workers(self.config.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        now = self._clock()
+        for watch in self.config.watches:
+            trigger = trigger_of(watch)
+            first = self.first_run(watch, trigger, now)
+            scheduler.add_job(
+                self.poll, trigger, args=[watch], id=watch.name, name=watch.name, next_run_time=first
+            )
+        if self.config.retention_runs is not None:
+            scheduler.add_job(
+                self.drop_old_runs,
+                "interval",
+                seconds=RETENTION_EVERY.total_seconds(),
+                id="retention",
+                next_run_time=now,
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def first_run(self, watch: Watch, trigger: Any, now: datetime) -> datetime:
+        """Now, when the last successful poll is older than the interval (or there is none);
+        else the watch's next turn after that poll."""
+        last = self.service.last_success(watch.spec)
+        if last is None:
+            return now
+        due = trigger.get_next_fire_time(None, last)
+        if watch.every is not None:
+            due = last + watch.every
+        return now if due is None or due <= now else due
+
+    def drop_old_runs(self) -> None:
+        if self.config.retention_runs is None:
+            return
+        cutoff = self._clock() - self.config.retention_runs
+        try:
+            dropped = self.service.drop_runs(cutoff)
+        except RegwatchError as exc:
+            log.warning("retention: %s", exc)
+            return
+        if dropped:
+            log.info("retention: dropped %d job run(s) older than %s", dropped, cutoff.isoformat())
+
+    def stop(self, grace: float = GRACE) -> bool:
+        """Stop scheduling and give in-flight polls `grace` seconds; whether they all ended."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and bool(self._scheduler.running)
+
+    def healthy(self) -> bool:
+        """The timer runs and the store answers: what `/healthz` reports."""
+        if not self.running:
+            return False
+        try:
+            self.service.store().stream_version("")
+        except RegwatchError:
+            return False
+        return True
+
+
+def trigger_of(watch: Watch) -> Any:
+    """The watch's APScheduler trigger: an interval or a crontab line, with its jitter."""
+    if watch.cron is not None:
+        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
+
+        return CronTrigger.from_crontab(watch.cron, timezone=UTC)
+    from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415
+
+    every = watch.every or timedelta(minutes=5)
+    jitter = watch.jitter.seconds(every)
+    return IntervalTrigger(
+        seconds=every.total_seconds(), timezone=UTC, jitter=int(jitter) if jitter >= 1 else None
+    )
+
+
+def _summary(events: Sequence[Any]) -> str:
+    """`2 TagAppeared, 1 TagMoved`: what a poll appended, for the log."""
+    counts: dict[str, int] = {}
+    for event in events:
+        counts[event.kind] = counts.get(event.kind, 0) + 1
+    return ", ".join(f"{count} {kind}" for kind, count in counts.items())
+
+
+def run(
+    config: DaemonConfig,
+    service: Service,
+    metrics: Metrics,
+    *,
+    once: bool,
+    listen: tuple[str, int] | None,
+) -> int:
+    """`regwatch watch`: 0 when stopped by a signal (or, with `once`, when every poll
+    succeeded), 1 when a `--once` poll failed."""
+    from regwatch.frontends.metrics import serve  # noqa: PLC0415
+
+    service.store()  # created, or refused in one line, before anything else happens
+    daemon = Daemon(config, service, metrics)
+    if once:
+        server = serve(listen, metrics, lambda: True) if listen else None
+        try:
+            outcomes = daemon.poll_all()
+        finally:
+            if server is not None:
+                server.shutdown()
+        failed = [o for o in outcomes if o.result != "ok"]
+        log.info("polled %d watch(es), %d failed", len(outcomes), len(failed))
+        return 1 if failed else 0
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    server = serve(listen, metrics, daemon.healthy) if listen else None
+    try:
+        daemon.start()
+        log.info(
+            "watching %d repositories with %d workers; store %s",
+            len(config.watches),
+            config.workers,
+            service.store_shown,
+        )
+        stop.wait()
+        log.info("stopping: no new polls; waiting up to %.0f s for those in flight", GRACE)
+        finished = daemon.stop(GRACE)
+    finally:
+        if server is not None:
+            server.shutdown()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if not finished:
+        log.warning("polls still in flight after %.0f s; exiting without them", GRACE)
+        logging.shutdown()
+        os._exit(0)  # noqa: SLF001  # their transactions roll back: nothing half-written
+    return 0
