@@ -142,9 +142,10 @@ class Daemon:
         last = self.service.last_success(watch.spec)
         if last is None:
             return now
-        due = trigger.get_next_fire_time(None, last)
         if watch.every is not None:
-            due = last + watch.every
+            due: datetime | None = last + watch.every
+        else:
+            due = trigger.get_next_fire_time(None, last + timedelta(microseconds=1))
         return now if due is None or due <= now else due
 
     def drop_old_runs(self) -> None:
@@ -192,7 +193,13 @@ def trigger_of(watch: Watch) -> Any:
     if watch.cron is not None:
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
 
-        return CronTrigger.from_crontab(watch.cron, timezone=UTC)
+        cron = CronTrigger.from_crontab(watch.cron, timezone=UTC)
+        first = cron.get_next_fire_time(None, datetime.now(UTC))
+        second = cron.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
+        if first is not None and second is not None:
+            spread = watch.jitter.seconds(second - first)
+            cron.jitter = int(spread) if spread >= 1 else None
+        return cron
     from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415
 
     every = watch.every or timedelta(minutes=5)

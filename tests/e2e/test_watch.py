@@ -1,0 +1,313 @@
+"""`regwatch watch` and `regwatch status` as users run them: a config file, a subprocess, a real
+registry that changes between polls, signals, and the store read back afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from regwatch.refs import Repository
+from tests import images
+from tests.e2e.steps import client_for, regwatch_command
+from tests.registries import RegistryServer, free_port
+
+
+def write_config(path: Path, store: Path, watches: list[dict[str, Any]], **extra: Any) -> Path:
+    path.write_text(
+        yaml.safe_dump({"store": f"sqlite:///{store}", "watches": watches, **extra})
+    )
+    return path
+
+
+def regwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*regwatch_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dict(os.environ),
+    )
+
+
+def rows(database: Path) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """(stream, version, kind, payload) of every event, in position order."""
+    with sqlite3.connect(database) as db:
+        found = db.execute("SELECT stream, version, kind, payload FROM events ORDER BY position")
+        return [(s, v, k, json.loads(p)) for s, v, k, p in found]
+
+
+def status(config: Path) -> list[dict[str, Any]]:
+    done = regwatch("status", "--config", str(config), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    watches: list[dict[str, Any]] = json.loads(done.stdout)["watches"]
+    return watches
+
+
+@pytest.fixture
+def repository(plain_registry: RegistryServer) -> Repository:
+    return Repository(plain_registry.host, f"watch/{uuid.uuid4().hex[:10]}")
+
+
+def push(server: RegistryServer, repository: Repository, tag: str, name: str) -> str:
+    item = images.image(name)
+    images.push(client_for(server), repository, tag, item)
+    return item.digest
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def test_once_polls_every_watch_records_and_status_shows_it(
+    plain_registry: RegistryServer, repository: Repository, tmp_path: Path
+) -> None:
+    one = push(plain_registry, repository, "1.0.0", "one")
+    push(plain_registry, repository, "latest", "one")
+    store = tmp_path / "trail.db"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [
+            {"name": "app", "source": {"repository": str(repository)}, "every": "1h"},
+            {
+                "name": "pinned",
+                "source": {"repository": str(repository), "tag": "1.0.0"},
+                "every": "1h",
+            },
+        ],
+    )
+
+    done = regwatch("watch", "--config", str(config), "--once")
+
+    assert done.returncode == 0, done.stderr
+    tags = {(p["tag"], p["digest"]) for s, _, k, p in rows(store) if k == "TagAppeared"}
+    assert ("1.0.0", one) in tags
+    runs = [p for s, _, k, p in rows(store) if k == "PollSucceeded"]
+    assert len(runs) == 2
+    assert {run["source"] for run in runs} == {"watch"}
+    assert all(run["daemon"] for run in runs)
+    shown = status(config)
+    assert [w["name"] for w in shown] == ["app", "pinned"]
+    assert {w["outcome"] for w in shown} == {"ok"}
+    assert shown[0]["repository"] == repository.name
+    assert shown[0]["tags_known"] >= 1
+    assert shown[0]["error"] is None
+    assert shown[0]["last_poll"].endswith("Z")
+    assert shown[0]["next_due"] is not None
+    table = regwatch("status", "--config", str(config))
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split()[:2] == ["NAME", "REPOSITORY"]
+
+
+def test_once_exits_1_when_a_poll_failed_and_records_the_failure(
+    plain_registry: RegistryServer, repository: Repository, tmp_path: Path
+) -> None:
+    push(plain_registry, repository, "1.0.0", "one")
+    store = tmp_path / "trail.db"
+    down = f"127.0.0.1:{free_port()}/nobody/home"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [
+            {"name": "healthy", "source": {"repository": str(repository)}, "every": "1h"},
+            {"name": "down", "source": {"repository": down}, "every": "1h"},
+        ],
+    )
+
+    done = regwatch("watch", "-c", str(config), "--once")
+
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    failures = [line for line in done.stderr.splitlines() if "watch down:" in line]
+    assert len(failures) == 1, done.stderr
+    by_name = {w["name"]: w for w in status(config)}
+    assert by_name["healthy"]["outcome"] == "ok"
+    assert by_name["down"]["outcome"] == "failed"
+    assert by_name["down"]["error"].startswith(f"polling {down.split('/')[0]}/nobody/home failed")
+
+
+def test_status_of_a_store_that_does_not_exist_creates_nothing(
+    repository: Repository, tmp_path: Path
+) -> None:
+    store = tmp_path / "not-yet.db"
+    config = write_config(
+        tmp_path / "config.yaml", store, [{"source": {"repository": str(repository)}, "every": "5m"}]
+    )
+
+    shown = status(config)
+
+    assert [(w["name"], w["outcome"], w["last_poll"]) for w in shown] == [
+        (str(repository), "never", None)
+    ]
+    assert not store.exists()
+
+
+class Daemon:
+    """A `regwatch watch` process; stopped (SIGKILL) at the end of the test whatever happens."""
+
+    def __init__(self, config: Path, *extra: str) -> None:
+        self.log = config.with_suffix(".log")
+        with self.log.open("w") as sink:
+            self.process = subprocess.Popen(
+                [*regwatch_command(), "watch", "--config", str(config), *extra],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ),
+            )
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 40) -> int:
+        self.process.send_signal(signum)
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(10)
+
+
+def test_the_daemon_polls_on_schedule_sees_changes_serves_metrics_and_stops_on_sigterm(
+    plain_registry: RegistryServer,
+    repository: Repository,
+    tmp_path: Path,
+    daemons: list[Daemon],
+) -> None:
+    push(plain_registry, repository, "1.0.0", "one")
+    store = tmp_path / "trail.db"
+    port = free_port()
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [{"name": "app", "source": {"repository": str(repository)}, "every": "1s"}],
+    )
+    daemon = Daemon(config, "--listen", f"127.0.0.1:{port}")
+    daemons.append(daemon)
+
+    def appeared() -> set[str]:
+        if not store.exists():
+            return set()
+        return {p["tag"] for s, _, k, p in rows(store) if k == "TagAppeared"}
+
+    wait_for(lambda: "1.0.0" in appeared())
+    newer = push(plain_registry, repository, "1.1.0", "two")
+    wait_for(lambda: "1.1.0" in appeared())
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as health:
+        assert health.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'regwatch_polls_total{result="ok",watch="app"}' in metrics
+    assert 'regwatch_events_appended_total{kind="TagAppeared"}' in metrics
+    assert f'regwatch_registry_requests_total{{code="200",registry="{plain_registry.host}"}}' in (
+        metrics
+    )
+    assert "regwatch_build_info{" in metrics
+    assert "1.1.0" not in metrics, "no tag is ever a label"
+
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in daemon.output()
+    moved = [(p["tag"], p["digest"]) for s, _, k, p in rows(store) if k == "TagAppeared"]
+    assert ("1.1.0", newer) in moved
+
+
+def test_a_restart_does_not_poll_a_watch_polled_within_its_interval(
+    plain_registry: RegistryServer,
+    repository: Repository,
+    tmp_path: Path,
+    daemons: list[Daemon],
+) -> None:
+    push(plain_registry, repository, "1.0.0", "one")
+    store = tmp_path / "trail.db"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [{"name": "app", "source": {"repository": str(repository)}, "every": "1h"}],
+    )
+    assert regwatch("watch", "--config", str(config), "--once").returncode == 0
+
+    def polls() -> int:
+        return sum(1 for s, _, k, _ in rows(store) if k == "PollSucceeded")
+
+    daemon = Daemon(config)
+    daemons.append(daemon)
+    wait_for(lambda: "watching 1 repositories" in daemon.output())
+    time.sleep(1.5)
+
+    assert polls() == 1, "polled an hour ago: its next turn is an hour later"
+    assert daemon.stop(signal.SIGINT) == 0
+
+
+def test_sigkill_during_polls_never_leaves_a_half_poll(
+    plain_registry: RegistryServer,
+    repository: Repository,
+    tmp_path: Path,
+) -> None:
+    for index in range(30):
+        push(plain_registry, repository, f"1.{index}.0", f"v{index}")
+    store = tmp_path / "trail.db"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [
+            {"name": f"w{n}", "source": {"repository": str(repository)}, "every": "1s"}
+            for n in range(3)
+        ],
+    )
+    for round_number in range(20):
+        daemon = Daemon(config)
+        time.sleep(0.3 + 0.07 * (round_number % 7))
+        daemon.process.kill()
+        daemon.process.wait(10)
+
+    found = rows(store)
+    by_stream: dict[str, list[int]] = {}
+    for stream, version, _, _ in found:
+        by_stream.setdefault(stream, []).append(version)
+    for stream, versions in by_stream.items():
+        assert versions == list(range(1, len(versions) + 1)), stream
+    appeared = [p["tag"] for s, _, k, p in found if k == "TagAppeared"]
+    assert len(appeared) == len(set(appeared)), "each tag recorded once"
+    done = regwatch("watch", "--config", str(config), "--once")
+    assert done.returncode == 0, done.stderr
+    assert {p["tag"] for s, _, k, p in rows(store) if k == "TagAppeared"} == {
+        f"1.{index}.0" for index in range(30)
+    }
+
+
+def test_a_bad_config_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "trail.db"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [{"source": {"repository": "alpine", "nonsense_key": 1}, "every": "5m"}],
+    )
+
+    done = regwatch("watch", "--config", str(config), "--once")
+
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "watches[0].source.nonsense_key" in done.stderr
+    assert not store.exists()
