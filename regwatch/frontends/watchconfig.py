@@ -161,7 +161,7 @@ def _parse(data: bytes) -> Any:
         reason = (
             f"character #x{exc.character:04x} is not allowed in YAML"
             if exc.encoding == "unicode" and isinstance(exc.character, int)
-            else f"not {exc.encoding} text"
+            else f"not {exc.encoding.upper()} text"
         )
         raise _Problem("", f"not valid YAML: {reason} at offset {exc.position}") from None
     except yaml.YAMLError as exc:
@@ -198,7 +198,7 @@ class _Expander:
         if self.visited > _MOST_VALUES:
             raise _Problem("", f"more than {_MOST_VALUES} values once YAML aliases are expanded")
         if len(where) > _DEEPEST:
-            raise _Problem(_shown_key(where[:_DEEPEST]), f"nested deeper than {_DEEPEST} levels")
+            raise _Problem(_shown_key(where[:1]), f"nested deeper than {_DEEPEST} levels")
         if isinstance(node, dict):
             return {key: self.expand(value, (*where, key)) for key, value in node.items()}
         if isinstance(node, list):
@@ -231,14 +231,27 @@ class _Expander:
         return value
 
 
+_QUOTED = re.compile(r"""(['"])(.*?)\1""")
+
+
 def _hidden(reason: str, substitutions: Sequence[_Substitution]) -> str:
-    """`reason` with every value that came from a variable shown as written (`${VAR}`)."""
+    """`reason` with every value that came from a variable shown as written (`${VAR}`).
+
+    A library may quote a piece of a value (`unrecognized expression "*/x"`): a quoted piece
+    of three or more characters found inside a variable's value is shown as `…`.
+    """
     for substitution in sorted(substitutions, key=lambda s: -len(s.value)):
         reason = reason.replace(repr(substitution.value), repr(substitution.written))
     variables = {value: name for s in substitutions for name, value in s.variables if value}
     for value in sorted(variables, key=len, reverse=True):
         reason = reason.replace(value, f"${{{variables[value]}}}")
-    return reason
+
+    def piece(match: re.Match[str]) -> str:
+        quoted = match[2]
+        secret = len(quoted) >= 3 and "${" not in quoted and any(quoted in v for v in variables)
+        return f"{match[1]}…{match[1]}" if secret else match[0]
+
+    return _QUOTED.sub(piece, reason)
 
 
 # --- the models -----------------------------------------------------------------------------
@@ -375,6 +388,8 @@ class _Document(_Model):
 
 def _load(path: Path, environ: Mapping[str, str]) -> DaemonConfig:
     document = _parse(_read(path))
+    if document is None:
+        raise _Problem("", "empty: the top level needs `watches:`")
     if not isinstance(document, dict):
         raise _Problem("", "not a mapping of keys to values (the top level needs `watches:`)")
     expander = _Expander(environ)
