@@ -97,6 +97,8 @@ def load_config(path: Path, environ: Mapping[str, str]) -> DaemonConfig:
 
 
 class _Problem(Exception):
+    """What is wrong and at which key (as written); `load_config` adds the file."""
+
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(reason)
         self.key = key
@@ -136,7 +138,9 @@ class _Loader(yaml.SafeLoader):
                         None, None, f"key {key.value!r} given twice", key.start_mark
                     )
                 seen.add(key.value)
-        return super().construct_mapping(node, deep)
+        mapping = super().construct_mapping(node, deep)
+        # A key is a name: `1:` is the key "1", as JSON would have it.
+        return {_key_text(key): value for key, value in mapping.items()}
 
     def construct_number(self, node: yaml.ScalarNode) -> _WrittenNumber:
         if node.tag.endswith(":int"):
@@ -156,7 +160,8 @@ def _parse(data: bytes) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise _Problem("", f"not valid YAML: {exc.problem}{at}") from None
+        what = exc.problem or exc.context or "malformed"
+        raise _Problem("", f"not valid YAML: {what}{at}") from None
     except yaml.reader.ReaderError as exc:
         reason = (
             f"character #x{exc.character:04x} is not allowed in YAML"
@@ -557,6 +562,7 @@ _TYPES: Final = {
     "dict_type": "must be a mapping",
     "model_type": "must be a mapping",
     "model_attributes_type": "must be a mapping",
+    "invalid_key": "unknown field",
 }
 
 
@@ -594,8 +600,20 @@ def _item(node: Any, index: int) -> Any:
     return node[index] if isinstance(node, list) and 0 <= index < len(node) else None
 
 
-def _shown_key(where: Sequence[str | int]) -> str:
+def _shown_key(where: Sequence[Any]) -> str:
     text = ""
     for part in where:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            text += f".{_key_text(part)}" if text else _key_text(part)
     return text
+
+
+def _key_text(key: Any) -> Any:
+    """A number or null used as a key, as the YAML wrote it; other keys as they are."""
+    if isinstance(key, JSONNumber):
+        return key.text
+    if key is None:
+        return "null"
+    return key

@@ -310,6 +310,11 @@ SECRETS = {
             "watches[2].source.nonsense_key: unknown field",
         ),
         ("watchs: []\n" + WATCH, "watchs: unknown field"),
+        ("1: x\n" + WATCH, "1: unknown field"),
+        (
+            "watches: [{source: {repository: a, 1: x}, every: 1m}]",
+            "watches[0].source.1: unknown field",
+        ),
         ("watches: [{source: {repository: a}, evry: 1m}]", "watches[0].evry: unknown field"),
         ("defaults: {source: {nope: 1}}\n" + WATCH, "defaults.source.nope: unknown field"),
         ("retention: {rons: 30d}\n" + WATCH, "retention.rons: unknown field"),
@@ -646,3 +651,12 @@ def test_the_default_store_is_under_the_state_directory(
     environ: dict[str, str], store: str
 ) -> None:
     assert default_store(environ) == store
+
+
+def test_the_readme_example_is_valid(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The daemon's config file", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = loaded(tmp_path, example, {"ACME_TOKEN": "t"})
+    assert [w.name for w in config.watches] == ["alpine", "ghcr.io/acme/app"]
+    assert config.watches[1].every == timedelta(minutes=5)
