@@ -35,6 +35,8 @@ from regwatch.specs import WatchSpec
 LARGEST: Final = 1024 * 1024
 """A config over 1 MiB is refused unread: no set of watches needs that much text."""
 DEFAULT_RESCAN: Final = timedelta(hours=24)
+CRON_TIMEZONE: Final = UTC
+"""The zone a `cron` line is read in (the docs say UTC): the scheduler's trigger must use it."""
 _MOST_VALUES: Final = 100_000
 """Values counted with every YAML alias expanded: a few aliases must not become a billion."""
 _DEEPEST: Final = 64
@@ -62,7 +64,7 @@ class Watch:
     spec: WatchSpec
     every: timedelta | None
     cron: str | None
-    """A 5-field crontab line, checked with APScheduler (read in UTC here)."""
+    """A 5-field crontab line, checked with APScheduler, read in `CRON_TIMEZONE`."""
     jitter: Jitter
 
 
@@ -288,7 +290,7 @@ def _jitter(text: str) -> Jitter:
 
 def _checked_cron(text: str) -> str:
     try:
-        CronTrigger.from_crontab(text, timezone=UTC)
+        CronTrigger.from_crontab(text, timezone=CRON_TIMEZONE)
     except ValueError as exc:
         detail = str(exc)
         raise ValueError(
