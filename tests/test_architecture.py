@@ -107,11 +107,12 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.refs",
             "regwatch.net",
             "regwatch.retrying",
+            "regwatch.durations",
             "regwatch.errors",
             "regwatch.projections.",
             "regwatch.frontends.",
         ),
-        frozenset({"apscheduler", "rich"}),
+        frozenset({"apscheduler", "pydantic", "pydantic_core", "rich", "yaml"}),
     ),
 ]
 
