@@ -122,9 +122,7 @@ class Daemon:
         for watch in self.config.watches:
             trigger = trigger_of(watch)
             first = self.first_run(watch, trigger, now)
-            scheduler.add_job(
-                self.poll, trigger, args=[watch], id=watch.name, name=watch.name, next_run_time=first
-            )
+            scheduler.add_job(self.poll, trigger, args=[watch], id=watch.name, next_run_time=first)
         if self.config.retention_runs is not None:
             scheduler.add_job(
                 self.drop_old_runs,
@@ -250,7 +248,7 @@ def run(
     try:
         daemon.start()
         log.info(
-            "watching %d repositories with %d workers; store %s",
+            "watching %d watch(es) with %d workers; store %s",
             len(config.watches),
             config.workers,
             service.store_shown,
@@ -266,5 +264,5 @@ def run(
     if not finished:
         log.warning("polls still in flight after %.0f s; exiting without them", GRACE)
         logging.shutdown()
-        os._exit(0)  # noqa: SLF001  # their transactions roll back: nothing half-written
+        os._exit(0)  # their transactions roll back: nothing half-written
     return 0

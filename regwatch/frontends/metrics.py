@@ -124,15 +124,13 @@ def serve(
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             """Quiet: a scrape every 15 s is not news."""
 
     try:
         server = ThreadingHTTPServer(address, Handler)
     except OSError as exc:
-        raise ConfigError(
-            f"--listen {address[0]}:{address[1]}: {exc.strerror or exc}"
-        ) from exc
+        raise ConfigError(f"--listen {address[0]}:{address[1]}: {exc.strerror or exc}") from exc
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="regwatch-http", daemon=True).start()
     return server
