@@ -109,6 +109,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.retrying",
             "regwatch.errors",
             "regwatch.projections.",
+            "regwatch.registry.dockerconfig",
             "regwatch.frontends.",
         ),
         frozenset({"apscheduler", "rich"}),

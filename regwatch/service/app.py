@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from regwatch.errors import StoreError
 from regwatch.net import DEFAULT_REQUEST_TIMEOUT
 from regwatch.retrying import RetryPolicy
-from regwatch.service.clients import ClientPool
+from regwatch.service.clients import ClientPool, CredentialLookup
 from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -55,11 +55,13 @@ class Service:
         retry: RetryPolicy | None = None,
         request_timeout: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        credentials: CredentialLookup | None = None,
     ) -> None:
         self.now = now
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.clients = ClientPool(self.retry, request_timeout or DEFAULT_REQUEST_TIMEOUT, sleep)
+        timeout = request_timeout or DEFAULT_REQUEST_TIMEOUT
+        self.clients = ClientPool(self.retry, timeout, sleep, credentials)
         self._store_url = store or None
         self._store: EventStore | None = None
 
