@@ -223,6 +223,20 @@ def test_a_registry_token_is_sent_as_is(
     assert bearer not in run.stderr
 
 
+def test_a_refused_registry_token_is_one_line_without_it(
+    token_registry: RegistryServer, token_service: TokenService, docker: Docker
+) -> None:
+    repo = seed(token_registry, {"v1": images.image("dc-regtoken-no")}, prefix="dockerconfig")
+    elsewhere = [Scope("repository", "dockerconfig/another", ("pull",))]
+    bearer = token_service.issue("bob", elsewhere)["token"]
+    docker.write({"auths": {token_registry.host: {"registrytoken": bearer}}})
+    run = tags(token_registry, repo, docker.env, "--debug")
+    assert run.code == 1, run
+    assert run.stderr.splitlines()[-1].startswith("regwatch: list tags of ")
+    assert "401" in run.stderr.splitlines()[-1]
+    assert bearer not in run.stderr
+
+
 # -- precedence ----------------------------------------------------------------------------------
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from regwatch.errors import ConfigError
+from regwatch.errors import AuthFailed, ConfigError
 from regwatch.refs import DOCKER_HUB
 from regwatch.registry.credentials import Credentials
 from regwatch.registry.dockerconfig import (
     HUB_KEY,
     DockerCredentials,
+    Helper,
     config_path,
     docker_credentials,
     hostname,
@@ -221,3 +222,58 @@ def test_a_source_shows_no_secret(tmp_path: Path) -> None:
     shown = repr(source.current())
     assert "s3cret" not in shown
     assert "t0k" not in shown
+
+
+def _helper(tmp_path: Path, body: str) -> dict[str, str]:
+    """A `docker-credential-echo` in tmp_path; the environment that finds it."""
+    path = tmp_path / "docker-credential-echo"
+    path.write_text("#!/bin/sh\nread -r url\n" + body)
+    path.chmod(0o755)
+    return {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize(
+    ("registry", "asked"), [(DOCKER_HUB, "https://index.docker.io/v1/"), (HOST, HOST)]
+)
+def test_a_helper_is_asked_for_the_server_url(tmp_path: Path, registry: str, asked: str) -> None:
+    environ = _helper(tmp_path, 'printf \'{"Username": "%s", "Secret": "s"}\' "$url"\n')
+    assert Helper("echo", "test").get(registry, environ, 5) == Credentials(asked, "s")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            '{"ServerURL": "h", "Username": "<token>", "Secret": "rt"}',
+            Credentials(identity_token="rt"),
+        ),
+        ('{"ServerURL": "h", "Username": "", "Secret": ""}', None),
+    ],
+)
+def test_what_a_helper_answer_means(
+    tmp_path: Path, answer: str, expected: Credentials | None
+) -> None:
+    environ = _helper(tmp_path, f"printf '%s' '{answer}'\n")
+    assert Helper("echo", "test").get(HOST, environ, 5) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("echo '[1]'\n", "answered without a Username and Secret"),
+        ("echo 'no'\n", "answered something other than JSON"),
+        ("kill -9 $$\n", "docker-credential-echo get killed by signal 9"),
+    ],
+)
+def test_a_helper_answering_nonsense_is_one_line(tmp_path: Path, body: str, fragment: str) -> None:
+    environ = _helper(tmp_path, body)
+    with pytest.raises(AuthFailed) as caught:
+        Helper("echo", "test").get(HOST, environ, 5)
+    assert f"credentials for {HOST}: " in str(caught.value)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["", "../../bin/sh", "a/b"])
+def test_a_helper_name_cannot_be_a_path(name: str) -> None:
+    with pytest.raises(ConfigError, match="invalid credential helper name"):
+        Helper(name, "credsStore in config.json").get(HOST, {"PATH": "/usr/bin"}, 5)
