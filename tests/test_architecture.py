@@ -110,6 +110,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.durations",
             "regwatch.errors",
             "regwatch.projections.",
+            "regwatch.registry.dockerconfig",
             "regwatch.frontends.",
         ),
         frozenset({"apscheduler", "pydantic", "pydantic_core", "rich", "yaml"}),

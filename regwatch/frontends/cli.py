@@ -21,6 +21,7 @@ from regwatch.frontends.output import (
     write_line,
 )
 from regwatch.net import request_timeout_from_env
+from regwatch.registry.dockerconfig import docker_credentials
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Access
@@ -120,7 +121,14 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 
 
 def _service(env: Mapping[str, str]) -> Service:
-    return Service(retry=RetryPolicy.from_env(env), request_timeout=request_timeout_from_env(env))
+    """A service whose registries fall back to the Docker config's credentials; a helper must
+    answer within the request timeout."""
+    timeout = request_timeout_from_env(env)
+    return Service(
+        retry=RetryPolicy.from_env(env),
+        request_timeout=timeout,
+        credentials=docker_credentials(env, timeout),
+    )
 
 
 def _access(args: argparse.Namespace, env: Mapping[str, str]) -> Access:

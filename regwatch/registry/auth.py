@@ -133,8 +133,10 @@ class Authenticator:
 
     def authorization(self, scopes: tuple[str, ...]) -> str | None:
         """The header value to send, fetching a token when the registry wants one."""
+        credentials = self._current()
+        if credentials is not None and credentials.registry_token:
+            return f"Bearer {credentials.registry_token}"
         if self._challenge is None or self._challenge.scheme == "basic":
-            credentials = self._current()
             return credentials.basic() if credentials else None
         key = self._key(self._challenge, scopes)
         with self._lock:
@@ -148,8 +150,12 @@ class Authenticator:
         """React to a 401 answering a request that carried `sent`; whether one retry could work.
 
         A Bearer challenge: forget the cached token and adopt the new challenge. A Basic one
-        refused the credentials we sent: ask the source for new ones (once per refusal).
+        refused the credentials we sent, as a refused registry token does: ask the source for
+        new ones (once per refusal).
         """
+        used = self._current()
+        if used is not None and used.registry_token and sent == f"Bearer {used.registry_token}":
+            return self._renewed(used)
         challenge = preferred_challenge(header or "")
         if challenge is not None and challenge.scheme == "bearer":
             self._check_realm(challenge)
@@ -160,7 +166,6 @@ class Authenticator:
             return True
         if sent is None or not sent.startswith("Basic "):
             return False
-        used = self._current()
         if (used.basic() if used else None) != sent:
             return True  # another request renewed them meanwhile
         return self._renewed(used)

@@ -17,12 +17,14 @@ class Credentials:
     """A username and password, and perhaps an identity (OAuth2 refresh) token.
 
     With an identity token, tokens are fetched with the OAuth2 refresh-token grant; the pair,
-    when both halves are given, is sent as Basic (the Go resource's rule).
+    when both halves are given, is sent as Basic (the Go resource's rule). A registry token (a
+    Docker config's `registrytoken`) is a bearer token sent to the registry as is.
     """
 
     username: str = ""
     password: str = field(default="", repr=False)
     identity_token: str | None = field(default=None, repr=False)
+    registry_token: str | None = field(default=None, repr=False)
 
     def basic(self) -> str | None:
         """The `Authorization` value for Basic, or None unless both halves are given."""

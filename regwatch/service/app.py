@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from regwatch.errors import StoreError
 from regwatch.net import DEFAULT_REQUEST_TIMEOUT
 from regwatch.retrying import RetryPolicy
-from regwatch.service.clients import ClientPool
+from regwatch.service.clients import ClientPool, CredentialLookup
 from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class Service:
         polled_by: str = "check",
         daemon: str | None = None,
         on_answer: Callable[[str, int], None] | None = None,
+        credentials: CredentialLookup | None = None,
     ) -> None:
         self.now = now
         self.polled_by = polled_by
@@ -67,8 +68,9 @@ class Service:
         """The daemon process (`host:pid`) the runs name; None for a step."""
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        timeout = request_timeout or DEFAULT_REQUEST_TIMEOUT
         self.clients = ClientPool(
-            self.retry, request_timeout or DEFAULT_REQUEST_TIMEOUT, sleep, on_answer
+            self.retry, timeout, sleep, on_answer=on_answer, credentials=credentials
         )
         self._store_url = store or None
         self._store: EventStore | None = None

@@ -12,12 +12,16 @@ from collections.abc import Callable
 
 from regwatch.net import Transport
 from regwatch.registry.client import RegistryClient
-from regwatch.registry.credentials import StaticCredentials
+from regwatch.registry.credentials import CredentialSource, StaticCredentials
 from regwatch.retrying import RetryPolicy
 from regwatch.specs import Access
 
 POOL_SIZE = 64
 """Connections kept per host: the highest `concurrency` a watch may ask for."""
+
+
+CredentialLookup = Callable[[str], CredentialSource | None]
+"""Where a registry's credentials come from when a watch names none (the Docker config)."""
 
 
 def credentials_of(access: Access) -> StaticCredentials:
@@ -34,9 +38,11 @@ class ClientPool:
         request_timeout: float,
         sleep: Callable[[float], None],
         on_answer: Callable[[str, int], None] | None = None,
+        credentials: CredentialLookup | None = None,
     ) -> None:
         self._retry = retry
         self._on_answer = on_answer
+        self._lookup = credentials
         self._request_timeout = request_timeout
         self._sleep = sleep
         self._transports: dict[tuple[str, ...], Transport] = {}
@@ -50,7 +56,7 @@ class ClientPool:
                 client = RegistryClient(
                     registry,
                     self._transport(access.ca_certs),
-                    credentials_of(access),
+                    self._credentials(registry, access),
                     insecure=access.insecure,
                 )
                 self._clients[(registry, access)] = client
@@ -72,6 +78,12 @@ class ClientPool:
                 transport.close()
             self._transports.clear()
             self._clients.clear()
+
+    def _credentials(self, registry: str, access: Access) -> CredentialSource:
+        """The access's own pair when it names either half, else the lookup's source."""
+        if access.username or access.password or self._lookup is None:
+            return credentials_of(access)
+        return self._lookup(registry) or credentials_of(access)
 
     def _transport(self, ca_certs: tuple[str, ...]) -> Transport:
         transport = self._transports.get(ca_certs)
