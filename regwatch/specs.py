@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from regwatch.refs import Repository
 
@@ -89,6 +90,9 @@ class WatchSpec:
     annotation_regex: str | None = None
     name: str = ""
     """How the user wrote the repository: what `in` and `out` answer as `repository`."""
+    rescan: timedelta | None = None
+    """How often known versions are re-verified; None resolves every candidate on each poll, as
+    the Concourse check does. The daemon sets it (default 24h)."""
 
     @property
     def shown(self) -> str:
