@@ -106,6 +106,18 @@ def record_run(store: EventStore, stream: str, run: Event, observed_at: datetime
         log.warning("recording the run of %s in the store failed: %s", stream, exc)
 
 
+LAST_RUNS_READ: Final = 16
+"""Runs read back to find the last successful poll: a repository failing longer rescans all."""
+
+
+def last_success(store: EventStore, stream: str) -> datetime | None:
+    """When the repository's newest successful poll among its last runs observed it."""
+    runs = run_stream(stream)
+    newest = store.stream_version(runs)
+    recent = store.load(runs, after_version=max(0, newest - LAST_RUNS_READ))
+    return next((e.observed_at for e in reversed(recent) if e.kind == "PollSucceeded"), None)
+
+
 def new_event(event: Event, observed_at: datetime) -> NewEvent:
     from regwatch.store.eventstore import NewEvent  # noqa: PLC0415  # SQLAlchemy: for steps with a store
 
