@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from regwatch.events import run_stream
 from regwatch.refs import Repository
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
+from regwatch.service.clients import DEFAULT_PAUSE, ClientPool
 from regwatch.specs import Selection, WatchSpec
 from regwatch.store import migrate
 from tests import images
@@ -131,3 +132,20 @@ def test_config_gets_wait_while_the_budget_is_below_the_reserve(
     assert set(later.state.images) == {item.digest}, "inspected once the budget allows"
     assert later.state.images[item.digest].created is not None
     assert fault_registry.count("GET", blob_path("app", item.config.digest)) == 1
+
+
+def test_a_pause_ends_when_its_time_has_passed_and_never_shortens() -> None:
+    clock = [datetime(2026, 12, 7, tzinfo=UTC)]
+    pool = ClientPool(RetryPolicy(), 60.0, lambda _: None, now=lambda: clock[0])
+    pool.pause("a.example", RateLimited("429", retry_after=30))
+    pool.pause("a.example", RateLimited("429", retry_after=5))
+    pool.pause("b.example", RateLimited("429"))
+    assert pool.paused_until("a.example") == clock[0] + timedelta(seconds=30)
+    assert pool.paused_until("b.example") == clock[0] + DEFAULT_PAUSE
+    assert pool.paused_until("c.example") is None
+    clock[0] += timedelta(seconds=30)
+    assert pool.paused_until("a.example") is None
+    pool.admit("a.example")
+    with pytest.raises(RateLimited) as paused:
+        pool.admit("b.example")
+    assert paused.value.retry_after == 30
