@@ -82,9 +82,9 @@ def observe(
     With `rescan` (a daemon's poll), the tags in `known_tags` (the state's tag → digest) that
     are full versions are resolved only when their turn in the rescan cycle fell after
     `last_poll` (the watch's previous successful poll): a known tag listed but not resolved is
-    no news. In such a poll,
-    `inspection_waits` says (once the tags are resolved) that the registry's rate-limit budget
-    is low: config blobs wait for a later poll rather than spend the last of it.
+    no news. In such a poll, `inspection_waits` says (once the tags are resolved) that the
+    registry's rate-limit budget is low: config blobs wait for a later poll rather than spend
+    the last of it.
     """
     mode = selection.mode
     taken_at = now()
