@@ -9,7 +9,7 @@
     ├── RegistryError            the registry answered, but not with what we need
     │   ├── AuthFailed           401/403, token service refused, hostile realm
     │   ├── NotFound             unknown repository, manifest or blob
-    │   ├── RateLimited          429 until the retry budget ran out
+    │   ├── RateLimited          429 past the retry budget (at once in a daemon's poll)
     │   ├── DigestMismatch       content does not hash to the digest it was asked for
     │   └── UnsupportedMedia     a manifest or blob type regwatch cannot handle
     ├── ImageError               image content that cannot be applied
@@ -70,7 +70,14 @@ class NotFound(RegistryError):
 
 
 class RateLimited(RegistryError):
-    """The registry kept answering 429 until the retry budget ran out."""
+    """The registry kept answering 429 until the retry budget ran out, or, where waiting is not
+    wanted, answered 429 once. `retry_after` holds the seconds its `Retry-After` asked for."""
+
+    def __init__(
+        self, message: str, status: int | None = 429, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status)
+        self.retry_after = retry_after
 
 
 class DigestMismatch(RegistryError):
@@ -103,6 +110,8 @@ class SchemaNotCurrent(StoreError):
 
 def prefixed(exc: RegwatchError, prefix: str) -> RegwatchError:
     """The same error, of the same kind, with `prefix: ` in front: a step's causal chain."""
+    if isinstance(exc, RateLimited):
+        return RateLimited(f"{prefix}: {exc}", exc.status, retry_after=exc.retry_after)
     if isinstance(exc, RegistryError):
         return type(exc)(f"{prefix}: {exc}", exc.status)
     return type(exc)(f"{prefix}: {exc}")

@@ -43,10 +43,12 @@ from regwatch.errors import (
     ConfigError,
     ConnectionDropped,
     NetworkError,
+    RateLimited,
     RegistryError,
     TLSFailure,
     Unreachable,
 )
+from regwatch.ratelimits import RateLimits
 from regwatch.retrying import Again, RetryPolicy, env_seconds, retry
 
 log = logging.getLogger(__name__)
@@ -238,6 +240,8 @@ class Transport:
         self._guarded = _session(1)
         self._lock = threading.Lock()
         self._sent = 0
+        self.rate_limits = RateLimits()
+        """The latest `ratelimit-*` figures each host sent."""
 
     @property
     def requests_sent(self) -> int:
@@ -322,6 +326,8 @@ class Transport:
     ) -> _A:
         if allowed is None:
             allowed = method in _IDEMPOTENT and (data is None or isinstance(data, bytes))
+        if not self.retry.wait_out_rate_limits:
+            once = _failing_fast(once, close, what)
         if not allowed:
             return once()
 
@@ -384,11 +390,30 @@ class Transport:
         log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
         if self.on_answer is not None:
             self.on_answer(urlsplit(url).netloc, response.status_code)
+        self.rate_limits.note(urlsplit(response.url).netloc.rpartition("@")[2], response.headers)
         return response, watch
 
 
 def _no_close(answer: Answer) -> None:
     """An `Answer` holds no connection."""
+
+
+def _failing_fast(
+    once: Callable[[], _A], close: Callable[[_A], None], what: str
+) -> Callable[[], _A]:
+    """`once`, raising `RateLimited` at the first 429 instead of waiting it out: a daemon has
+    other registries to poll, and pauses this one for as long as its `Retry-After` asks."""
+
+    def judged() -> _A:
+        answer = once()
+        if answer.status != 429:
+            return answer
+        close(answer)
+        wanted = retry_after_seconds(answer.headers.get("Retry-After"))
+        after = f" (retry after {wanted:g}s)" if wanted is not None else ""
+        raise RateLimited(f"{what}: 429 too many requests{after}", 429, retry_after=wanted)
+
+    return judged
 
 
 def _session(pool_size: int) -> requests.Session:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
+from regwatch.rescan import Rescan
 from regwatch.selection import (
     compile_regex,
     cursor_first,
@@ -71,8 +72,20 @@ def observe(
     now: Callable[[], datetime],
     concurrency: int,
     known_images: frozenset[str] = frozenset(),
+    known_tags: Mapping[str, str] | None = None,
+    rescan: timedelta | None = None,
+    last_poll: datetime | None = None,
+    inspection_waits: Callable[[], bool] = lambda: False,
 ) -> Observation:
-    """Look at the registry as the check mode needs; `known_images` are not inspected again."""
+    """Look at the registry as the check mode needs; `known_images` are not inspected again.
+
+    With `rescan` (a daemon's poll), the tags in `known_tags` (the state's tag → digest) that
+    are full versions are resolved only when their turn in the rescan cycle fell after
+    `last_poll` (the watch's previous successful poll): a known tag listed but not resolved is
+    no news. In such a poll, `inspection_waits` says (once the tags are resolved) that the
+    registry's rate-limit budget is low: config blobs wait for a later poll rather than spend
+    the last of it.
+    """
     mode = selection.mode
     taken_at = now()
     pool = _Resolver(reader, concurrency)
@@ -81,14 +94,26 @@ def observe(
     if mode is Mode.REGEX:
         compile_regex(selection.tag_regex or "")  # a bad pattern costs no request (spec §3.4)
     listed = tuple(reader.list_tags())
+    known = known_tags or {}
+    share = Rescan(rescan, taken_at, last_poll) if rescan is not None else None
     if mode is Mode.REGEX:
-        pool.resolve(regex_matches(listed, selection))
+        matches = regex_matches(listed, selection)
+        pool.resolve(share.wanted(matches, known) if share else matches)
         inspected: tuple[ImageFacts, ...] = ()
-        if selection.created_at_sort:
-            digests = dict.fromkeys(d for d in pool.found.values() if d not in known_images)
+        if selection.created_at_sort and not (share and inspection_waits()):
+            # A known tag not resolved now keeps its digest; one inspection that waited for
+            # the rate limit is made up here.
+            kept = (known[t] for t in matches if t in known and t not in pool.found)
+            current = [*pool.found.values(), *(kept if share else ())]
+            digests = dict.fromkeys(d for d in current if d not in known_images)
             inspected = tuple(pool.map(reader.inspect, list(digests)))
         return pool.observation(stream, taken_at, listed, inspected=inspected)
-    _resolve_semver(pool, listed, selection, cursor)
+    if share:
+        candidates = [c.tag for c in semver_candidates(listed, selection)]
+        bare = [selection.bare_tag] if selection.bare_tag in listed else []
+        pool.resolve(share.wanted([*candidates, *bare], known))
+    else:
+        _resolve_semver(pool, listed, selection, cursor)
     return pool.observation(stream, taken_at, listed)
 
 

@@ -38,6 +38,9 @@ class RetryPolicy:
     max_interval: float = 300.0
     budget: float = 3600.0
     jitter: float = 0.5
+    wait_out_rate_limits: bool = True
+    """False: a 429 raises `RateLimited` (with its `Retry-After`) at once, for a daemon whose
+    worker must not sit out an hour of retries while other registries wait."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> RetryPolicy:

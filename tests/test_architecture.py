@@ -46,9 +46,11 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.patterns", ("regwatch.errors",), frozenset({"re2"})),
     ("regwatch.connections", (), frozenset({"urllib3"})),
     ("regwatch.retrying", ("regwatch.errors",), frozenset()),
+    ("regwatch.ratelimits", (), frozenset()),
+    ("regwatch.rescan", ("regwatch.versioning",), frozenset()),
     (
         "regwatch.net",
-        ("regwatch.errors", "regwatch.connections", "regwatch.retrying"),
+        ("regwatch.errors", "regwatch.connections", "regwatch.retrying", "regwatch.ratelimits"),
         frozenset({"requests", "urllib3"}),
     ),
     ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
@@ -68,7 +70,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         (*VOCABULARY, "regwatch.net", "regwatch.registry."),
         frozenset({"cryptography"}),
     ),
-    ("regwatch.observe", VOCABULARY, frozenset()),
+    ("regwatch.observe", (*VOCABULARY, "regwatch.rescan"), frozenset()),
     ("regwatch.events", VOCABULARY, frozenset({"pydantic", "semver"})),
     (
         "regwatch.decide",

@@ -23,7 +23,16 @@ from regwatch.errors import StoreError
 from regwatch.net import DEFAULT_REQUEST_TIMEOUT
 from regwatch.retrying import RetryPolicy
 from regwatch.service.clients import ClientPool, CredentialLookup
-from regwatch.specs import Access, FetchSpec, Metadata, Pushed, PushSpec, TagDigest, WatchSpec
+from regwatch.specs import (
+    Access,
+    FetchSpec,
+    Metadata,
+    Pushed,
+    PushSpec,
+    Selection,
+    TagDigest,
+    WatchSpec,
+)
 
 if TYPE_CHECKING:
     from regwatch.events import Event
@@ -70,10 +79,13 @@ class Service:
         self.sleep = sleep
         timeout = request_timeout or DEFAULT_REQUEST_TIMEOUT
         self.clients = ClientPool(
-            self.retry, timeout, sleep, on_answer=on_answer, credentials=credentials
+            self.retry, timeout, sleep, on_answer=on_answer, credentials=credentials, now=now
         )
         self._store_url = store or None
         self._store: EventStore | None = None
+        self.polled_at: dict[tuple[str, Selection], datetime] = {}
+        """When each (repository, selection) was last polled successfully by this process: where
+        its next share of known versions to re-verify starts (`regwatch.rescan`)."""
 
     def __enter__(self) -> Service:
         return self

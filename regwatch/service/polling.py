@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from regwatch.decide import RepoState, decide, fold
-from regwatch.errors import ConfigError, RegwatchError, StoreError
+from regwatch.errors import ConfigError, RateLimited, RegwatchError, StoreError
 from regwatch.events import Event, PollFailed, PollSucceeded
 from regwatch.image.manifests import wanted_platform
 from regwatch.observe import ImageFacts, Observation, observe
@@ -23,7 +23,7 @@ from regwatch.refs import Reference, Repository, is_tag, parse_digest
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import ImageSource
 from regwatch.service.facts import image_facts
-from regwatch.service.recording import load_state, record_events, record_run
+from regwatch.service.recording import last_success, load_state, record_events, record_run
 from regwatch.specs import PlatformChoice, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -62,10 +62,15 @@ def poll(
     def spent() -> tuple[int, float]:
         return transport.requests_sent - sent_before, round(time.monotonic() - started, 3)
 
+    turn = (stream, spec.selection)
     try:
+        service.clients.admit(repository.registry)
         client = service.clients.client(repository.registry, spec.access)
         reader = _Reader(client, repository, spec.platform)
         state, version = (RepoState(), 0) if store is None else load_state(store, stream)
+        last_poll = service.polled_at.get(turn)
+        if spec.rescan is not None and last_poll is None and store is not None:
+            last_poll = last_success(store, stream)
         observation = observe(
             reader,
             spec.selection,
@@ -74,9 +79,14 @@ def poll(
             now=service.now,
             concurrency=spec.concurrency,
             known_images=frozenset(state.images),
+            known_tags=state.tags,
+            rescan=spec.rescan,
+            last_poll=last_poll,
+            inspection_waits=lambda: transport.rate_limits.low(repository.wire_host),
         )
         requests, seconds = spent()
         if store is None:
+            service.polled_at[turn] = observation.taken_at
             return Poll(repository, observation, fold(decide(state, observation), state))
         run = PollSucceeded(
             requests=requests,
@@ -87,10 +97,13 @@ def poll(
         state, appended = record_events(
             store, stream, state, version, observation, runs=[run], sleep=service.sleep
         )
+        service.polled_at[turn] = observation.taken_at
         return Poll(repository, observation, state, tuple(appended))
     except (ConfigError, StoreError):
         raise
     except RegwatchError as exc:
+        if isinstance(exc, RateLimited):
+            service.clients.pause(repository.registry, exc)
         if store is not None:
             requests, seconds = spent()
             run_failed = PollFailed(

@@ -124,6 +124,12 @@ def record_run(store: EventStore, stream: str, run: Event, observed_at: datetime
         log.warning("recording the run of %s in the store failed: %s", stream, exc)
 
 
+def last_success(store: EventStore, stream: str) -> datetime | None:
+    """When the repository's newest successful poll observed it (from its run stream)."""
+    found = store.latest(run_stream(stream), "PollSucceeded")
+    return found.observed_at if found else None
+
+
 def new_event(event: Event, observed_at: datetime) -> NewEvent:
     from regwatch.store.eventstore import NewEvent  # noqa: PLC0415  # SQLAlchemy: for steps with a store
 

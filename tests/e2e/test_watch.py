@@ -13,6 +13,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,10 @@ def test_a_restart_does_not_poll_a_watch_polled_within_its_interval(
     assert daemon.stop(signal.SIGINT) == 0
 
 
+def started(daemon: Daemon) -> bool:
+    return "watching 3 watch(es)" in daemon.output()
+
+
 def test_sigkill_during_polls_never_leaves_a_half_poll(
     plain_registry: RegistryServer,
     repository: Repository,
@@ -280,7 +285,7 @@ def test_sigkill_during_polls_never_leaves_a_half_poll(
     for round_number in range(20):
         daemon = Daemon(config)
         if round_number:  # the first dies wherever start-up is (creating the schema, perhaps)
-            wait_for(lambda: "watching 3 watch(es)" in daemon.output())
+            wait_for(partial(started, daemon))
         time.sleep(0.05 * (round_number % 9))
         daemon.process.kill()
         daemon.process.wait(10)
