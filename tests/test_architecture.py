@@ -115,7 +115,9 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.registry.dockerconfig",
             "regwatch.frontends.",
         ),
-        frozenset({"apscheduler", "pydantic", "pydantic_core", "rich", "yaml"}),
+        frozenset(
+            {"apscheduler", "prometheus_client", "pydantic", "pydantic_core", "rich", "yaml"}
+        ),
     ),
 ]
 

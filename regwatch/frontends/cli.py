@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import stat
@@ -97,13 +98,17 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not args.debug:
         logging.getLogger("regwatch").setLevel(logging.INFO)
     metrics = Metrics()
+    timeout = request_timeout_from_env(env)
     service = Service(
         store=config.store,
-        retry=RetryPolicy.from_env(env),
-        request_timeout=request_timeout_from_env(env),
+        # A 429 pauses that registry (its polls skip until Retry-After) instead of holding
+        # a worker for the retry budget: the other registries keep their schedule.
+        retry=dataclasses.replace(RetryPolicy.from_env(env), wait_out_rate_limits=False),
+        request_timeout=timeout,
         polled_by="watch",
         daemon=daemon.daemon_name(),
         on_answer=metrics.answered,
+        credentials=docker_credentials(env, timeout),
     )
     with service:
         return daemon.run(config, service, metrics, once=args.once, listen=listen)
