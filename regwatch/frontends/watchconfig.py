@@ -19,11 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from regwatch.config import JSONNumber, Source
@@ -269,6 +277,11 @@ def _as_text(value: Any) -> Any:
     return value.text if isinstance(value, _WrittenNumber) else value
 
 
+def _checked_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)%")
 
 
@@ -288,6 +301,11 @@ def _jitter(text: str) -> Jitter:
         ) from None
 
 
+def _checked_jitter(text: str) -> str:
+    _jitter(text)
+    return text
+
+
 def _checked_cron(text: str) -> str:
     try:
         CronTrigger.from_crontab(text, timezone=CRON_TIMEZONE)
@@ -300,41 +318,29 @@ def _checked_cron(text: str) -> str:
     return text
 
 
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, _WrittenNumber) and isinstance(value.value, int):
+        return value.value
+    return value
+
+
+# Checked as text here, converted when the `Watch` is built.
+_Duration = Annotated[str, BeforeValidator(_as_text), AfterValidator(_checked_duration)]
+_JitterText = Annotated[str, BeforeValidator(_as_text), AfterValidator(_checked_jitter)]
+_Cron = Annotated[str, BeforeValidator(_as_text), AfterValidator(_checked_cron)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _Shared(_Model):
-    """What a watch and `defaults` both hold; durations and cron are checked as text here."""
+    """What a watch and `defaults` both hold."""
 
-    every: str | None = None
-    cron: str | None = None
-    jitter: str | None = None
-    rescan: str | None = None
-
-    @field_validator("every", "cron", "jitter", "rescan", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        return _as_text(value)
-
-    @field_validator("every", "rescan")
-    @classmethod
-    def _valid_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
-
-    @field_validator("jitter")
-    @classmethod
-    def _valid_jitter(cls, value: str | None) -> str | None:
-        if value is not None:
-            _jitter(value)
-        return value
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, value: str | None) -> str | None:
-        return None if value is None else _checked_cron(value)
+    every: _Duration | None = None
+    cron: _Cron | None = None
+    jitter: _JitterText | None = None
+    rescan: _Duration | None = None
 
 
 class _Defaults(_Shared):
@@ -354,40 +360,17 @@ class _Watch(_Shared):
 
 
 class _Retention(_Model):
-    runs: str | None = None
-
-    @field_validator("runs", mode="before")
-    @classmethod
-    def _text(cls, value: Any) -> Any:
-        return _as_text(value)
-
-    @field_validator("runs")
-    @classmethod
-    def _valid_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_duration(value)
-        return value
-
-
-def _integer(value: Any) -> Any:
-    if isinstance(value, _WrittenNumber) and isinstance(value.value, int):
-        return value.value
-    return value
+    runs: _Duration | None = None
 
 
 class _Document(_Model):
     store: str | None = None
-    workers: int = Field(default=4, ge=1, le=64)
+    workers: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=64)] = 4
     defaults: _Defaults | None = None
     watches: list[Any]
     """Each entry is validated on its own, after `defaults` is merged under it."""
     retention: _Retention | None = None
     notify: list[dict[Any, Any]] | None = None
-
-    @field_validator("workers", mode="before")
-    @classmethod
-    def _number(cls, value: Any) -> Any:
-        return _integer(value)
 
 
 # --- from a document to the config ----------------------------------------------------------
