@@ -23,6 +23,7 @@ import yaml
 from regwatch.refs import Repository
 from tests import images
 from tests.e2e.steps import client_for, regwatch_command
+from tests.faults import FaultRegistry, Reply, json_reply, rate_limited, tags_path
 from tests.registries import RegistryServer, free_port
 
 
@@ -319,3 +320,90 @@ def test_a_bad_config_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1, done.stderr
     assert "watches[0].source.nonsense_key" in done.stderr
     assert not store.exists()
+
+
+def test_a_rate_limited_and_a_down_registry_do_not_hold_up_a_healthy_watch(
+    plain_registry: RegistryServer,
+    repository: Repository,
+    tmp_path: Path,
+    daemons: list[Daemon],
+) -> None:
+    push(plain_registry, repository, "1.0.0", "one")
+    store = tmp_path / "trail.db"
+    with FaultRegistry() as limited:
+        limited.route("GET", "/v2/", json_reply({}))
+        limited.route("GET", tags_path("limited/app"), rate_limited("60"))
+        config = write_config(
+            tmp_path / "config.yaml",
+            store,
+            [
+                {"name": "healthy", "source": {"repository": str(repository)}, "every": "1s"},
+                {
+                    "name": "limited",
+                    "source": {"repository": f"{limited.host}/limited/app"},
+                    "every": "1s",
+                },
+                {
+                    "name": "down",
+                    "source": {"repository": f"127.0.0.1:{free_port()}/x/y"},
+                    "every": "1s",
+                },
+            ],
+            workers=2,
+        )
+        daemon = Daemon(config)
+        daemons.append(daemon)
+
+        def healthy_polls() -> int:
+            try:
+                return sum(
+                    1
+                    for s, _, k, _ in rows(store)
+                    if s == f"{repository.name}#runs" and k == "PollSucceeded"
+                )
+            except sqlite3.OperationalError:
+                return 0
+
+        wait_for(lambda: healthy_polls() >= 4)
+
+        assert limited.count("GET", tags_path("limited/app")) == 1, "paused after one 429"
+        assert daemon.stop(signal.SIGTERM) == 0
+    failures = [
+        p["error"]
+        for s, _, k, p in rows(store)
+        if k == "PollFailed" and s == f"{limited.host}/limited/app#runs"
+    ]
+    assert "429 too many requests" in failures[0]
+    assert all("is rate-limited: paused until" in error for error in failures[1:])
+
+
+def test_sigterm_lets_the_poll_in_flight_finish_and_exits_0(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    store = tmp_path / "trail.db"
+    slow_body = json.dumps({"name": "slow/app", "tags": ["1.0.0"]}).encode()
+    with FaultRegistry() as slow:
+        slow.route("GET", "/v2/", json_reply({}))
+        slow.route(
+            "GET",
+            tags_path("slow/app"),
+            Reply(
+                200, slow_body, {"Content-Type": "application/json"}, trickle=0.05, trickle_bytes=1
+            ),
+        )
+        config = write_config(
+            tmp_path / "config.yaml",
+            store,
+            [{"name": "slow", "source": {"repository": f"{slow.host}/slow/app"}, "every": "1h"}],
+        )
+        daemon = Daemon(config)
+        daemons.append(daemon)
+        wait_for(lambda: slow.count("GET", tags_path("slow/app")) >= 1)
+
+        started = time.monotonic()
+        assert daemon.stop(signal.SIGTERM) == 0
+
+    assert time.monotonic() - started < 25
+    assert "stopping" in daemon.output()
+    kinds = [k for s, _, k, _ in rows(store) if s == f"{slow.host}/slow/app#runs"]
+    assert kinds == ["PollSucceeded"], "the poll in flight finished and was recorded"
