@@ -67,6 +67,8 @@ class Jitter:
 
 @dataclass(frozen=True)
 class Watch:
+    """One entry of `watches`, with `defaults` merged under it and every value checked."""
+
     name: str
     """Unique in the config; the repository as the user wrote it unless `name` is given."""
     spec: WatchSpec
@@ -78,6 +80,8 @@ class Watch:
 
 @dataclass(frozen=True)
 class DaemonConfig:
+    """The whole file, valid: what `regwatch watch` and `regwatch status` run from."""
+
     path: Path
     store: str
     """An SQLAlchemy URL; `default_store` when the config names none."""
