@@ -91,10 +91,12 @@ def _migrate(args: argparse.Namespace, _env: Mapping[str, str]) -> str:
 def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from regwatch.frontends import daemon  # noqa: PLC0415  # APScheduler: for the daemon only
     from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
-    from regwatch.frontends.watchconfig import load_config  # noqa: PLC0415
+    from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
 
     config = load_config(Path(args.config), env)
     listen = parse_listen(args.listen) if args.listen else None
+    if config.store == default_store(env):  # the state directory is ours to make
+        Path(config.store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not args.debug:
         logging.getLogger("regwatch").setLevel(logging.INFO)
     metrics = Metrics()

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from regwatch.errors import RateLimited, RegwatchError
 from regwatch.frontends.metrics import Metrics
-from regwatch.frontends.watchconfig import DaemonConfig, Watch
+from regwatch.frontends.watchconfig import CRON_TIMEZONE, DaemonConfig, Watch
 from regwatch.service import Service
 
 log = logging.getLogger("regwatch.daemon")
@@ -191,7 +191,7 @@ def trigger_of(watch: Watch) -> Any:
     if watch.cron is not None:
         from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
 
-        cron = CronTrigger.from_crontab(watch.cron, timezone=UTC)
+        cron = CronTrigger.from_crontab(watch.cron, timezone=CRON_TIMEZONE)
         first = cron.get_next_fire_time(None, datetime.now(UTC))
         second = cron.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
         if first is not None and second is not None:

@@ -407,3 +407,24 @@ def test_sigterm_lets_the_poll_in_flight_finish_and_exits_0(
     assert "stopping" in daemon.output()
     kinds = [k for s, _, k, _ in rows(store) if s == f"{slow.host}/slow/app#runs"]
     assert kinds == ["PollSucceeded"], "the poll in flight finished and was recorded"
+
+
+def test_without_a_store_the_log_is_made_under_the_state_directory(
+    plain_registry: RegistryServer,
+    repository: Repository,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    push(plain_registry, repository, "1.0.0", "one")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump({"watches": [{"source": {"repository": str(repository)}, "every": "1h"}]})
+    )
+
+    done = regwatch("watch", "--config", str(config), "--once")
+
+    assert done.returncode == 0, done.stderr
+    made = tmp_path / "state" / "regwatch" / "regwatch.db"
+    assert "1.0.0" in {p.get("tag") for s, _, k, p in rows(made) if k == "TagAppeared"}
+    assert status(config)[0]["outcome"] == "ok"
