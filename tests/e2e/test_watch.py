@@ -428,3 +428,38 @@ def test_without_a_store_the_log_is_made_under_the_state_directory(
     made = tmp_path / "state" / "regwatch" / "regwatch.db"
     assert "1.0.0" in {p.get("tag") for s, _, k, p in rows(made) if k == "TagAppeared"}
     assert status(config)[0]["outcome"] == "ok"
+
+
+def skopeo(*args: str) -> None:
+    done = subprocess.run(
+        ["skopeo", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_retags_and_deletes_made_with_skopeo_between_polls_are_recorded(
+    plain_registry: RegistryServer, repository: Repository, tmp_path: Path
+) -> None:
+    old = push(plain_registry, repository, "1.0.0", "old")
+    new = push(plain_registry, repository, "1.1.0", "new")
+    push(plain_registry, repository, "latest", "old")
+    store = tmp_path / "trail.db"
+    config = write_config(
+        tmp_path / "config.yaml",
+        store,
+        [{"name": "app", "source": {"repository": str(repository)}, "every": "1h"}],
+    )
+    assert regwatch("watch", "-c", str(config), "--once").returncode == 0
+
+    at = f"docker://{repository}"
+    skopeo(
+        "copy", "--src-tls-verify=false", "--dest-tls-verify=false", f"{at}:1.1.0", f"{at}:latest"
+    )
+    skopeo("delete", "--tls-verify=false", f"{at}@{old}")
+    done = regwatch("watch", "-c", str(config), "--once")
+
+    assert done.returncode == 0, done.stderr
+    changes = [(k, p) for s, _, k, p in rows(store) if s == repository.name][3:]
+    assert ("TagMoved", {"tag": "latest", "old_digest": old, "new_digest": new}) in changes
+    assert ("TagDisappeared", {"tag": "1.0.0", "digest": old}) in changes
+    assert len(changes) == 2
