@@ -97,8 +97,13 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     listen = parse_listen(args.listen) if args.listen else None
     if config.store == default_store(env):  # the state directory is ours to make
         Path(config.store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ours = logging.getLogger("regwatch")
     if not args.debug:
-        logging.getLogger("regwatch").setLevel(logging.INFO)
+        ours.setLevel(logging.INFO)
+    timer = logging.getLogger("apscheduler")  # a skipped run says why, in our one-line format
+    timer.handlers[:] = ours.handlers
+    timer.setLevel(logging.WARNING)
+    timer.propagate = False
     metrics = Metrics()
     timeout = request_timeout_from_env(env)
     service = Service(
