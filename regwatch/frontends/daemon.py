@@ -228,6 +228,12 @@ def run(
     from regwatch.frontends.metrics import serve  # noqa: PLC0415
 
     service.store()  # created, or refused in one line, before anything else happens
+    if config.notify:
+        log.warning(
+            "notify: %d sink(s) configured, but this regwatch cannot deliver notifications yet;"
+            " changes are recorded in the store only",
+            len(config.notify),
+        )
     daemon = Daemon(config, service, metrics)
     if once:
         server = serve(listen, metrics, lambda: True) if listen else None
