@@ -2,7 +2,7 @@
 
 Run by hand from the repository root (needs docker-registry):
 
-    python -m bench.daemon [--minutes 30] [--watches 200] [--every 10] [--sample 30]
+    python -m bench.daemon [--minutes 30] [--watches 200] [--every 2] [--sample 30]
 
 It starts a local docker-registry and pushes three small images into each of `--watches`
 repositories, under `1.0.0`, `1.1.0`, `2.0.0` and `latest` (the newest). It writes a config
@@ -357,7 +357,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--watches", type=int, default=200)
-    parser.add_argument("--every", type=int, default=10, help="seconds between polls of a watch")
+    parser.add_argument("--every", type=int, default=2, help="seconds between polls of a watch")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between samples")
     args = parser.parse_args()
     registry_bin = shutil.which("docker-registry")
