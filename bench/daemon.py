@@ -330,11 +330,13 @@ def report(
     first, last = baseline(samples, args.minutes), samples[-1]
     steady = last.polls - first.polls
     counts = sorted(runs.per_watch.values())
+    spread = args.every * float(JITTER.rstrip("%")) / 100
+    jitter = f"{spread:g} s" if spread >= 1 else "none: the daemon's jitter is whole seconds"
     skipped = logs.read_text(errors="replace").count("maximum number of running instances reached")
     verdict = [
         "",
         f"- watches: {watches} ({len(runs.per_watch)} with runs in the store), every "
-        f"{args.every} s ± {JITTER}, {WORKERS} workers, {args.minutes:g} min",
+        f"{args.every} s, jitter {JITTER} ({jitter}), {WORKERS} workers, {args.minutes:g} min",
         f"- polls: {last.polls} ({last.failed} not ok); per watch min {counts[0]}, median "
         f"{statistics.median(counts):g}, max {counts[-1]} (the schedule alone: "
         f"{expected_polls(args):.0f}); scheduler skips logged: {skipped}",
@@ -345,8 +347,8 @@ def report(
         f"- RSS at {first.at / 60:.1f} min {first.rss_kib / MIB:.1f} MiB, at the end "
         f"{last.rss_kib / MIB:.1f} MiB: growth {(last.rss_kib - first.rss_kib) / MIB:+.1f} MiB "
         f"(flat: within {FLAT_MIB:g} MiB); peak (VmHWM) {peak_kib / MIB:.1f} MiB",
-        f"- overlapping runs of one watch: {runs.overlaps} (must be 0); failed runs recorded: "
-        f"{runs.failures}",
+        f"- overlapping runs of one watch: {runs.overlaps} (must be 0) among {sum(counts)} runs in "
+        f"the store; failed runs recorded: {runs.failures}",
         f"- /healthz: {sorted({s.health for s in samples})}; SIGTERM: exit {code} in "
         f"{stopped_in:.1f} s (grace {GRACE:g} s)",
     ]
