@@ -196,15 +196,13 @@ def trigger_of(watch: Watch) -> Any:
         second = cron.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
         if first is not None and second is not None:
             spread = watch.jitter.seconds(second - first)
-            cron.jitter = int(spread) if spread >= 1 else None
+            cron.jitter = spread or None
         return cron
     from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415
 
     every = watch.every or timedelta(minutes=5)
     jitter = watch.jitter.seconds(every)
-    return IntervalTrigger(
-        seconds=every.total_seconds(), timezone=UTC, jitter=int(jitter) if jitter >= 1 else None
-    )
+    return IntervalTrigger(seconds=every.total_seconds(), timezone=UTC, jitter=jitter or None)
 
 
 def _summary(events: Sequence[Any]) -> str:

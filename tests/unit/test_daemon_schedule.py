@@ -86,3 +86,7 @@ def test_status_shows_the_next_turn_after_the_last_poll() -> None:
     assert next_due(watch(every=timedelta(minutes=5)), NOW) == NOW + timedelta(minutes=5)
     assert next_due(watch(cron="30 * * * *"), NOW) == NOW + timedelta(minutes=30)
     assert next_due(watch(every=timedelta(minutes=5)), None) is None
+
+
+def test_a_jitter_under_a_second_is_kept() -> None:
+    assert trigger_of(watch(every=timedelta(seconds=2), jitter=Jitter(0.1))).jitter == 0.2
