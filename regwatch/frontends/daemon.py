@@ -137,13 +137,7 @@ class Daemon:
     def first_run(self, watch: Watch, trigger: Any, now: datetime) -> datetime:
         """Now, when the last successful poll is older than the interval (or there is none);
         else the watch's next turn after that poll."""
-        last = self.service.last_success(watch.spec)
-        if last is None:
-            return now
-        if watch.every is not None:
-            due: datetime | None = last + watch.every
-        else:
-            due = trigger.get_next_fire_time(None, last + timedelta(microseconds=1))
+        due = next_due(watch, self.service.last_success(watch.spec), trigger)
         return now if due is None or due <= now else due
 
     def drop_old_runs(self) -> None:
@@ -184,6 +178,19 @@ class Daemon:
         except RegwatchError:
             return False
         return True
+
+
+def next_due(watch: Watch, last_poll: datetime | None, trigger: Any = None) -> datetime | None:
+    """The watch's turn after its last poll: the interval (or the crontab) from it; None when
+    it never polled (a daemon polls it as soon as it starts)."""
+    if last_poll is None:
+        return None
+    if watch.every is not None:
+        return last_poll + watch.every
+    due: datetime | None = (trigger or trigger_of(watch)).get_next_fire_time(
+        None, last_poll + timedelta(microseconds=1)
+    )
+    return due
 
 
 def trigger_of(watch: Watch) -> Any:

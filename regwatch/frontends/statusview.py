@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from regwatch.frontends.daemon import trigger_of
+from regwatch.frontends.daemon import next_due
 from regwatch.frontends.output import escaped
 from regwatch.frontends.watchconfig import Watch
 
@@ -25,19 +25,6 @@ COLUMNS = (
     "next_due",
     "daemon",
 )
-
-
-def next_due(watch: Watch, last_poll: datetime | None) -> datetime | None:
-    """When the watch polls next: its interval (or crontab) after the last poll; None when it
-    never polled (a daemon polls it as soon as it starts)."""
-    if last_poll is None:
-        return None
-    if watch.every is not None:
-        return last_poll + watch.every
-    due: datetime | None = trigger_of(watch).get_next_fire_time(
-        None, last_poll + timedelta(microseconds=1)
-    )
-    return due
 
 
 def rows(watches: Sequence[Watch], statuses: Sequence[Any]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from regwatch.refs import Reference, Repository, is_tag, parse_digest
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import ImageSource
 from regwatch.service.facts import image_facts
-from regwatch.service.recording import last_success, load_state, record_events, record_run
+from regwatch.service.recording import last_success, load_state, record, record_run
 from regwatch.specs import PlatformChoice, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def poll(
             source=service.polled_by,
             daemon=service.daemon,
         )
-        state, appended = record_events(
+        state, appended = record(
             store, stream, state, version, observation, runs=[run], sleep=service.sleep
         )
         service.polled_at[turn] = observation.taken_at

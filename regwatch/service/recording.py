@@ -59,26 +59,9 @@ def record(
     *,
     runs: Sequence[Event] = (),
     sleep: Callable[[float], None] = time.sleep,
-) -> RepoState:
-    """Append what the observation changes in `state` (plus `extra`); the state after it."""
-    after, _ = record_events(
-        store, stream, state, version, observation, extra, runs=runs, sleep=sleep
-    )
-    return after
-
-
-def record_events(
-    store: EventStore,
-    stream: str,
-    state: RepoState,
-    version: int,
-    observation: Observation,
-    extra: Sequence[Event] = (),
-    *,
-    runs: Sequence[Event] = (),
-    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[RepoState, list[Event]]:
-    """`record`, answering the events appended too (what a daemon counts).
+    """Append what the observation changes in `state` (plus `extra`): the state after it, and
+    the events appended (what a daemon counts).
 
     `runs` (`PollSucceeded`, `PollFailed`) go to the repository's run stream in the same
     transaction, and the new state's snapshot replaces the stream's old one.

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from regwatch.events import run_stream
+from regwatch.service.recording import last_success as recorded_success
 from regwatch.service.recording import load_state
 from regwatch.specs import WatchSpec
 
@@ -30,7 +31,6 @@ class RepositoryStatus:
     error: str | None = None
     tags_known: int = 0
     daemon: str | None = None
-    last_success: datetime | None = None
 
 
 def repository_status(service: Service, specs: Sequence[WatchSpec]) -> list[RepositoryStatus]:
@@ -44,10 +44,7 @@ def repository_status(service: Service, specs: Sequence[WatchSpec]) -> list[Repo
 def last_success(service: Service, spec: WatchSpec) -> datetime | None:
     """When the repository was last polled successfully (by anyone), from its run stream."""
     store = service.existing_store()
-    if store is None:
-        return None
-    found = store.latest(run_stream(spec.repository.name), "PollSucceeded")
-    return found.observed_at if found else None
+    return None if store is None else recorded_success(store, spec.repository.name)
 
 
 def _status_of(store: EventStore, repository: str) -> RepositoryStatus:
@@ -56,7 +53,6 @@ def _status_of(store: EventStore, repository: str) -> RepositoryStatus:
     if last is None:
         return RepositoryStatus(repository, "never")
     failed = last.kind == "PollFailed"
-    success = store.latest(runs, "PollSucceeded") if failed else last
     state, _ = load_state(store, repository)
     daemon = last.payload.get("daemon")
     error = last.payload.get("error")
@@ -67,5 +63,4 @@ def _status_of(store: EventStore, repository: str) -> RepositoryStatus:
         error=str(error) if failed and error is not None else None,
         tags_known=len(state.tags),
         daemon=str(daemon) if daemon else None,
-        last_success=success.observed_at if success else None,
     )

@@ -44,10 +44,23 @@ def regwatch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
 
 
 def rows(database: Path) -> list[tuple[str, int, str, dict[str, Any]]]:
-    """(stream, version, kind, payload) of every event, in position order."""
+    """(stream, version, kind, payload) of every event, in position order; none while the
+    daemon has not created the store yet."""
     with sqlite3.connect(database) as db:
-        found = db.execute("SELECT stream, version, kind, payload FROM events ORDER BY position")
+        try:
+            found = db.execute(
+                "SELECT stream, version, kind, payload FROM events ORDER BY position"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no table yet
+            return []
         return [(s, v, k, json.loads(p)) for s, v, k, p in found]
+
+
+def app_config(tmp_path: Path, repository: Repository, every: str) -> tuple[Path, Path]:
+    """A config of one watch `app` on `repository`, and the SQLite store it names."""
+    store = tmp_path / "trail.db"
+    watches = [{"name": "app", "source": {"repository": str(repository)}, "every": every}]
+    return write_config(tmp_path / "config.yaml", store, watches), store
 
 
 def status(config: Path) -> list[dict[str, Any]]:
@@ -199,21 +212,13 @@ def test_the_daemon_polls_on_schedule_sees_changes_serves_metrics_and_stops_on_s
     daemons: list[Daemon],
 ) -> None:
     push(plain_registry, repository, "1.0.0", "one")
-    store = tmp_path / "trail.db"
     port = free_port()
-    config = write_config(
-        tmp_path / "config.yaml",
-        store,
-        [{"name": "app", "source": {"repository": str(repository)}, "every": "1s"}],
-    )
+    config, store = app_config(tmp_path, repository, "1s")
     daemon = Daemon(config, "--listen", f"127.0.0.1:{port}")
     daemons.append(daemon)
 
     def appeared() -> set[str]:
-        try:
-            return {p["tag"] for s, _, k, p in rows(store) if k == "TagAppeared"}
-        except sqlite3.OperationalError:  # not created yet
-            return set()
+        return {p["tag"] for s, _, k, p in rows(store) if k == "TagAppeared"}
 
     wait_for(lambda: "1.0.0" in appeared())
     newer = push(plain_registry, repository, "1.1.0", "two")
@@ -243,12 +248,7 @@ def test_a_restart_does_not_poll_a_watch_polled_within_its_interval(
     daemons: list[Daemon],
 ) -> None:
     push(plain_registry, repository, "1.0.0", "one")
-    store = tmp_path / "trail.db"
-    config = write_config(
-        tmp_path / "config.yaml",
-        store,
-        [{"name": "app", "source": {"repository": str(repository)}, "every": "1h"}],
-    )
+    config, store = app_config(tmp_path, repository, "1h")
     assert regwatch("watch", "--config", str(config), "--once").returncode == 0
 
     def polls() -> int:
@@ -355,14 +355,11 @@ def test_a_rate_limited_and_a_down_registry_do_not_hold_up_a_healthy_watch(
         daemons.append(daemon)
 
         def healthy_polls() -> int:
-            try:
-                return sum(
-                    1
-                    for s, _, k, _ in rows(store)
-                    if s == f"{repository.name}#runs" and k == "PollSucceeded"
-                )
-            except sqlite3.OperationalError:
-                return 0
+            return sum(
+                1
+                for s, _, k, _ in rows(store)
+                if s == f"{repository.name}#runs" and k == "PollSucceeded"
+            )
 
         wait_for(lambda: healthy_polls() >= 4)
 
@@ -443,12 +440,7 @@ def test_retags_and_deletes_made_with_skopeo_between_polls_are_recorded(
     old = push(plain_registry, repository, "1.0.0", "old")
     new = push(plain_registry, repository, "1.1.0", "new")
     push(plain_registry, repository, "latest", "old")
-    store = tmp_path / "trail.db"
-    config = write_config(
-        tmp_path / "config.yaml",
-        store,
-        [{"name": "app", "source": {"repository": str(repository)}, "every": "1h"}],
-    )
+    config, store = app_config(tmp_path, repository, "1h")
     assert regwatch("watch", "-c", str(config), "--once").returncode == 0
 
     at = f"docker://{repository}"

@@ -45,7 +45,7 @@ def test_a_lost_race_is_decided_again_on_what_won(shared_url: str) -> None:
             record(other, STREAM, other_state, other_version, observed(a=A))
         sleeps: list[float] = []
 
-        after = record(store, STREAM, state, version, observed(a=A, b=B), sleep=sleeps.append)
+        after, _ = record(store, STREAM, state, version, observed(a=A, b=B), sleep=sleeps.append)
 
         assert dict(after.tags) == {"a": A, "b": B}
         assert facts(store) == {("TagAppeared", "a"): 1, ("TagAppeared", "b"): 1}
@@ -66,7 +66,8 @@ def test_writers_that_read_together_all_record_and_no_fact_twice(
             state, version = load_state(store, STREAM)
             everyone_has_read.wait()
             poll = PollSucceeded(requests=1, duration_seconds=0.1)
-            return record(store, STREAM, state, version, news, runs=[poll])
+            after, _appended = record(store, STREAM, state, version, news, runs=[poll])
+            return after
 
     results = run_in_threads(writers, step)
 

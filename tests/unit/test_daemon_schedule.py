@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from regwatch.frontends.daemon import Daemon, trigger_of
+from regwatch.frontends.daemon import Daemon, next_due, trigger_of
 from regwatch.frontends.metrics import Metrics
-from regwatch.frontends.statusview import next_due
 from regwatch.frontends.watchconfig import DaemonConfig, Jitter, Watch
 from regwatch.refs import Repository
 from regwatch.specs import WatchSpec
