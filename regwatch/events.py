@@ -85,6 +85,14 @@ class PollSucceeded(_Event):
     """What polled: `check` (a Concourse step) or `watch` (the daemon)."""
     daemon: str | None = None
     """Which daemon process polled (`host:pid`), for `status` and a fleet; None for a step."""
+    watch: str | None = None
+    """The daemon watch that polled (its config name); None for a Concourse step."""
+    initial: bool = False
+    """The watch's first successful poll per the log: its tag events are announced as one
+    summary, not one by one."""
+    tag_versions: tuple[int, int] | None = None
+    """The first and last version this poll appended to the repository's stream; None when it
+    appended nothing there."""
 
 
 class PollFailed(_Event):
@@ -99,6 +107,7 @@ class PollFailed(_Event):
     duration_seconds: float
     source: str = "check"
     daemon: str | None = None
+    watch: str | None = None
 
 
 Event = Annotated[
@@ -118,8 +127,8 @@ SCHEMA_VERSION: Mapping[str, int] = {
     "TagDisappeared": 1,
     "ImageInspected": 1,
     "ImagePushed": 1,
-    "PollSucceeded": 2,
-    "PollFailed": 2,
+    "PollSucceeded": 3,
+    "PollFailed": 3,
 }
 
 RUN_STREAM_SUFFIX: Final = "#runs"
@@ -143,9 +152,20 @@ def _polled_by_no_daemon(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, "daemon": None}
 
 
+def _polled_by_no_watch(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 runs named no watch, so none of them can be a watch's first poll."""
+    return {**payload, "watch": None}
+
+
+def _succeeded_without_watch(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**_polled_by_no_watch(payload), "initial": False, "tag_versions": None}
+
+
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
     ("PollSucceeded", 1): _polled_by_no_daemon,
     ("PollFailed", 1): _polled_by_no_daemon,
+    ("PollSucceeded", 2): _succeeded_without_watch,
+    ("PollFailed", 2): _polled_by_no_watch,
 }
 """(kind, schema version) → a function lifting that payload to the next schema version."""
 

@@ -142,11 +142,14 @@ class Service:
 
     # -- use cases -----------------------------------------------------------------------------
 
-    def poll(self, spec: WatchSpec, cursor: TagDigest | None = None) -> Poll:
-        """Observe the watch's repository, decide, and append what changed with the run."""
+    def poll(
+        self, spec: WatchSpec, cursor: TagDigest | None = None, *, watch: str | None = None
+    ) -> Poll:
+        """Observe the watch's repository, decide, and append what changed with the run,
+        which names `watch` (the daemon's watch; None for a Concourse step)."""
         from regwatch.service.polling import poll  # noqa: PLC0415
 
-        return poll(self, spec, cursor)
+        return poll(self, spec, cursor, watch=watch)
 
     def check(self, spec: WatchSpec, cursor: TagDigest | None) -> list[TagDigest]:
         from regwatch.service.check import check  # noqa: PLC0415
@@ -184,9 +187,10 @@ class Service:
 
         return last_success(self, spec)
 
-    def drop_runs(self, observed_before: datetime) -> int:
-        """Retention: job runs observed before the moment go (never tag history)."""
-        return self.store().drop_runs(observed_before)
+    def drop_runs(self, observed_before: datetime, passed: int | None = None) -> int:
+        """Retention: job runs observed before the moment go (never tag history), and none
+        past position `passed` (what every notification sink has read)."""
+        return self.store().drop_runs(observed_before, passed)
 
     def list_tags(self, repository: str, access: Access) -> list[str]:
         from regwatch.service.lookup import list_tags  # noqa: PLC0415

@@ -23,7 +23,13 @@ from regwatch.refs import Reference, Repository, is_tag, parse_digest
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import ImageSource
 from regwatch.service.facts import image_facts
-from regwatch.service.recording import last_success, load_state, record, record_run
+from regwatch.service.recording import (
+    first_success,
+    last_success,
+    load_state,
+    record,
+    record_run,
+)
 from regwatch.specs import PlatformChoice, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
@@ -44,9 +50,15 @@ class Poll:
 
 
 def poll(
-    service: Service, spec: WatchSpec, cursor: TagDigest | None, *, failed: str | None = None
+    service: Service,
+    spec: WatchSpec,
+    cursor: TagDigest | None,
+    *,
+    failed: str | None = None,
+    watch: str | None = None,
 ) -> Poll:
-    """Poll `spec.repository` with `spec.access`; `failed` words a failure in the run stream.
+    """Poll `spec.repository` with `spec.access`; `failed` words a failure in the run stream,
+    whose runs name `watch` (the daemon's watch; None for a Concourse step).
 
     A configuration error is no poll and a store failure is not the registry's: neither is
     recorded as a failed run.
@@ -93,6 +105,8 @@ def poll(
             duration_seconds=seconds,
             source=service.polled_by,
             daemon=service.daemon,
+            watch=watch,
+            initial=first_success(store, stream, watch),
         )
         state, appended = record(
             store, stream, state, version, observation, runs=[run], sleep=service.sleep
@@ -112,6 +126,7 @@ def poll(
                 duration_seconds=seconds,
                 source=service.polled_by,
                 daemon=service.daemon,
+                watch=watch,
             )
             record_run(store, stream, run_failed, service.now())
         raise

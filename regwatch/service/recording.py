@@ -18,7 +18,14 @@ from regwatch.decide import (
     snapshot_of,
 )
 from regwatch.errors import Conflict, StoreError
-from regwatch.events import SCHEMA_VERSION, Event, from_payload, run_stream, to_payload
+from regwatch.events import (
+    SCHEMA_VERSION,
+    Event,
+    PollSucceeded,
+    from_payload,
+    run_stream,
+    to_payload,
+)
 from regwatch.observe import Observation
 
 if TYPE_CHECKING:
@@ -64,7 +71,8 @@ def record(
     the events appended (what a daemon counts).
 
     `runs` (`PollSucceeded`, `PollFailed`) go to the repository's run stream in the same
-    transaction, and the new state's snapshot replaces the stream's old one.
+    transaction, each `PollSucceeded` saying which versions of the stream this append wrote
+    (`tag_versions`), and the new state's snapshot replaces the stream's old one.
 
     Parallel steps share a store, so another writer may append between our read and our
     append. The loser re-reads the stream and decides again on what is there now, so a fact
@@ -78,7 +86,8 @@ def record(
         after = fold(events, state)
         new = [new_event(e, observation.taken_at) for e in events]
         snapshot = Snapshot(version + len(new), SNAPSHOT_VERSION, snapshot_of(after))
-        run_events = [new_event(e, observation.taken_at) for e in runs]
+        appended = (version + 1, version + len(new)) if new else None
+        run_events = [new_event(_with_versions(e, appended), observation.taken_at) for e in runs]
         try:
             store.append(
                 stream, version, new, snapshot=snapshot, runs=(run_stream(stream), run_events)
@@ -97,6 +106,12 @@ def record(
     )
 
 
+def _with_versions(run: Event, appended: tuple[int, int] | None) -> Event:
+    if isinstance(run, PollSucceeded):
+        return run.model_copy(update={"tag_versions": appended})
+    return run
+
+
 def record_run(store: EventStore, stream: str, run: Event, observed_at: datetime) -> None:
     """Append a job run alone (a failed poll decides nothing); a store that fails is a warning,
     so the poll's own error stays the one the user reads.
@@ -105,6 +120,14 @@ def record_run(store: EventStore, stream: str, run: Event, observed_at: datetime
         store.append(run_stream(stream), None, [new_event(run, observed_at)])
     except StoreError as exc:
         log.warning("recording the run of %s in the store failed: %s", stream, exc)
+
+
+def first_success(store: EventStore, stream: str, watch: str | None) -> bool:
+    """Whether a successful poll of `watch` now would be its first per the log (a Concourse
+    step, with no watch, never announces one)."""
+    if watch is None:
+        return False
+    return store.latest(run_stream(stream), "PollSucceeded", watch=watch) is None
 
 
 def last_success(store: EventStore, stream: str) -> datetime | None:

@@ -131,7 +131,8 @@ class EventStore:
         appends at the end, whatever the version (job runs, which nobody decides on). In the
         same transaction, `snapshot` (the state at the new version) replaces the stream's
         snapshot, and `runs` appends (stream, events) at the end of another stream, whatever
-        its version.
+        its version, at positions before `events`. The stored events come back in position
+        order: the runs, then `events`.
         """
         if not events and not (runs and runs[1]):
             return []
@@ -159,21 +160,39 @@ class EventStore:
         )
         return self._read(f"load stream {stream}", query)
 
-    def latest(self, stream: str, kind: str | None = None) -> StoredEvent | None:
-        """The newest event of `stream` (of `kind`, when given); None when there is none."""
+    def latest(
+        self,
+        stream: str,
+        kind: str | None = None,
+        *,
+        watch: str | None = None,
+        before_version: int | None = None,
+    ) -> StoredEvent | None:
+        """The newest event of `stream`; None when there is none.
+
+        Narrowed to `kind`, to runs whose payload names `watch`, and to versions below
+        `before_version`, when given: "the previous run of this watch" is one query.
+        """
         query = sa.select(events_table).where(events_table.c.stream == stream)
         if kind is not None:
             query = query.where(events_table.c.kind == kind)
+        if watch is not None:
+            query = query.where(_watch_of(events_table.c.payload) == watch)
+        if before_version is not None:
+            query = query.where(events_table.c.version < before_version)
         query = query.order_by(events_table.c.version.desc()).limit(1)
         found = self._read(f"read the newest event of stream {stream}", query)
         return found[0] if found else None
 
-    def drop_runs(self, observed_before: datetime) -> int:
+    def drop_runs(self, observed_before: datetime, passed: int | None = None) -> int:
         """Retention: delete job runs observed before the moment; how many went.
 
         Only run streams (`<repository>#runs`) are touched, never tag history, and each run
         stream keeps its newest run, so its versions keep counting up and `status` still knows
-        the last poll of a watch that has been failing for longer than the retention.
+        the last poll of a watch that has been failing for longer than the retention; each
+        watch keeps its newest success, so its next poll is not taken for its first. With
+        `passed` (the lowest checkpoint of the notification sinks), runs at later positions
+        stay too: a sink has yet to read them.
         """
         runs = events_table.c.stream.like(f"%{RUN_STREAM_SUFFIX}")
         newest = (
@@ -182,11 +201,21 @@ class EventStore:
             .group_by(events_table.c.stream)
             .scalar_subquery()
         )
+        watch = _watch_of(events_table.c.payload)
+        newest_success = (
+            sa.select(sa.func.max(events_table.c.position))
+            .where(runs, events_table.c.kind == "PollSucceeded", watch.is_not(None))
+            .group_by(events_table.c.stream, watch)
+            .scalar_subquery()
+        )
         statement = sa.delete(events_table).where(
             runs,
             events_table.c.observed_at < observed_before,
             events_table.c.position.not_in(newest),
+            events_table.c.position.not_in(newest_success),
         )
+        if passed is not None:
+            statement = statement.where(events_table.c.position <= passed)
         with (
             translated(self._engine, "drop old job runs"),
             write_transaction(self._engine) as connection,
@@ -319,18 +348,22 @@ class UnitOfWork:
         found = _stream_version(self.connection, stream)
         if expected_version is not None and found != expected_version:
             raise _conflict(stream, expected_version, found)
-        rows = _rows(stream, found, events, self._recorded_at)
+        tag_rows = _rows(stream, found, events, self._recorded_at)
+        # The runs first: a follower meets a poll's run (an initial poll's marker) before
+        # the tag events it summarises.
+        rows: list[dict[str, Any]] = []
         if runs and runs[1]:
             run_stream, run_events = runs
             at = _stream_version(self.connection, run_stream)
-            rows += _rows(run_stream, at, run_events, self._recorded_at)
+            rows = _rows(run_stream, at, run_events, self._recorded_at)
+        rows += tag_rows
         self.appending = (stream, found)
         insert = events_table.insert().returning(
             events_table.c.position, sort_by_parameter_order=True
         )
         positions = self.connection.execute(insert, rows).scalars().all()
         self.appending = None
-        _place_blobs(self.connection, stream, rows[: len(events)])
+        _place_blobs(self.connection, stream, tag_rows)
         if snapshot is not None and events:
             _save_snapshot(self.connection, stream, snapshot)
         return [
@@ -386,6 +419,11 @@ def _place_blobs(connection: sa.Connection, stream: str, rows: Sequence[Mapping[
     new = [{"digest": digest, "stream": stream} for digest in sorted(digests - known)]
     if new:
         connection.execute(blob_locations_table.insert(), new)
+
+
+def _watch_of(payload: Any) -> Any:
+    """A run payload's `watch`, as SQL text (JSON null and a missing key read as NULL)."""
+    return payload["watch"].as_string()
 
 
 def _checkpoint_conflict(name: str, expected: int, found: int | None) -> Conflict:

@@ -70,6 +70,23 @@ DECODED: dict[str, Event] = {
         source="watch",
         daemon="host-a:4242",
     ),
+    "PollSucceeded-3": PollSucceeded(
+        requests=4,
+        duration_seconds=0.75,
+        source="watch",
+        daemon="host-a:4242",
+        watch="app",
+        initial=True,
+        tag_versions=(1, 5),
+    ),
+    "PollFailed-3": PollFailed(
+        error="polling x failed: ping x: connection refused",
+        requests=1,
+        duration_seconds=0.01,
+        source="watch",
+        daemon="host-a:4242",
+        watch="app",
+    ),
 }
 
 
