@@ -14,9 +14,10 @@
     │   └── UnsupportedMedia     a manifest or blob type regwatch cannot handle
     ├── ImageError               image content that cannot be applied
     │   └── HostileEntry         a layer entry that would escape its destination
-    └── StoreError               the event store refused
-        ├── Conflict             another writer appended to the stream first
-        └── SchemaNotCurrent     the database needs `regwatch migrate`
+    ├── StoreError               the event store refused
+    │   ├── Conflict             another writer appended to the stream first
+    │   └── SchemaNotCurrent     the database needs `regwatch migrate`
+    └── DeliveryFailed           a notification sink did not accept an event (it stays pending)
 
 Messages are lower-case causal chains that name the host and repository involved and never
 carry a header, token or password. Only front-end `main()` functions catch these.
@@ -106,6 +107,10 @@ class Conflict(StoreError):
 
 class SchemaNotCurrent(StoreError):
     """The database schema is older than this regwatch."""
+
+
+class DeliveryFailed(RegwatchError):
+    """A notification sink refused or missed an event; its follower retries it later."""
 
 
 def prefixed(exc: RegwatchError, prefix: str) -> RegwatchError:

@@ -233,6 +233,8 @@ class Transport:
     clock: Callable[[], float] = time.monotonic
     on_answer: Callable[[str, int], None] | None = None
     """Told the host and status of every answer (a daemon's request metrics)."""
+    secret_urls: bool = False
+    """The URLs themselves are secrets (a Slack hook's path): debug lines show the host only."""
 
     def __post_init__(self) -> None:
         self.verify: str | bool = ca_bundle(self.ca_certs) if self.ca_certs else system_roots()
@@ -361,7 +363,8 @@ class Transport:
         """Send, and return once the headers arrived within the deadline."""
         with self._lock:
             self._sent += 1
-        log.debug("%s %s", method, loggable_url(url, params))
+        shown = (urlsplit(url).hostname or "?") if self.secret_urls else loggable_url(url, params)
+        log.debug("%s %s", method, shown)
         watch = Watch(self.request_timeout, peer_check)
         session = self._guarded if peer_check else self._session
         sent = dict(headers or {})
@@ -387,7 +390,7 @@ class Transport:
         finally:
             WATCHDOG.disarm(watch)
             CURRENT.reset(token)
-        log.debug("%s %s: %d", method, loggable_url(url, params), response.status_code)
+        log.debug("%s %s: %d", method, shown, response.status_code)
         if self.on_answer is not None:
             self.on_answer(urlsplit(url).netloc, response.status_code)
         self.rate_limits.note(urlsplit(response.url).netloc.rpartition("@")[2], response.headers)

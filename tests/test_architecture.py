@@ -89,6 +89,18 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ),
     ("regwatch.service.", ("regwatch.",), frozenset()),
     (
+        "regwatch.notify.",
+        (
+            *VOCABULARY,
+            *EVENTS,
+            "regwatch.net",
+            "regwatch.projections.history",
+            "regwatch.store.eventstore",
+            "regwatch.notify.",
+        ),
+        frozenset({"apprise"}),
+    ),
+    (
         "regwatch.frontends.notify",
         (
             "regwatch.service",
@@ -113,6 +125,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.errors",
             "regwatch.projections.",
             "regwatch.registry.dockerconfig",
+            "regwatch.notify.",
             "regwatch.frontends.",
         ),
         frozenset(

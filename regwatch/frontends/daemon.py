@@ -22,17 +22,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from regwatch.errors import RateLimited, RegwatchError
 from regwatch.frontends.metrics import Metrics
 from regwatch.frontends.watchconfig import CRON_TIMEZONE, DaemonConfig, Watch
+from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
+
+if TYPE_CHECKING:
+    from regwatch.notify.follower import Backoff
+    from regwatch.notify.notifier import Notifier
 
 log = logging.getLogger("regwatch.daemon")
 
 GRACE: Final = 30.0
 """Seconds in-flight polls get to finish after SIGTERM or SIGINT (decisions: 30 s)."""
+
+ONCE_DRAIN: Final = 30.0
+"""Seconds each sink gets after `--once` polled to deliver what is pending (decisions: 30 s)."""
+SINK_GRACE: Final = 15.0
+"""Seconds a sink in the middle of a delivery gets after SIGTERM (its deadline is 10 s)."""
 
 RETENTION_EVERY: Final = timedelta(hours=1)
 """How often old job runs are dropped, when the config asks for retention."""
@@ -62,11 +72,13 @@ class Daemon:
         metrics: Metrics,
         *,
         clock: Callable[[], datetime] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.service = service
         self.metrics = metrics
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.notifier = notifier
         self._in_flight = 0
         self._idle = threading.Condition()
         self._scheduler: Any = None
@@ -79,7 +91,7 @@ class Daemon:
             self._in_flight += 1
         started = time.monotonic()
         try:
-            done = self.service.poll(watch.spec)
+            done = self.service.poll(watch.spec, watch=watch.name)
         except RateLimited as exc:
             outcome = Outcome(watch.name, "rate_limited", str(exc))
         except RegwatchError as exc:
@@ -96,6 +108,8 @@ class Daemon:
             with self._idle:
                 self._in_flight -= 1
                 self._idle.notify_all()
+        if self.notifier is not None:
+            self.notifier.wake()  # whatever the poll recorded, its sinks may have news
         self.metrics.polled(watch.name, outcome.result, time.monotonic() - started)
         if outcome.error is not None:
             log.warning("watch %s: %s", watch.name, outcome.error)
@@ -145,7 +159,8 @@ class Daemon:
             return
         cutoff = self._clock() - self.config.retention_runs
         try:
-            dropped = self.service.drop_runs(cutoff)
+            passed = self.notifier.lowest_checkpoint() if self.notifier is not None else None
+            dropped = self.service.drop_runs(cutoff, passed)
         except RegwatchError as exc:
             log.warning("retention: %s", exc)
             return
@@ -178,6 +193,49 @@ class Daemon:
         except RegwatchError:
             return False
         return True
+
+
+def _notifier(config: DaemonConfig, service: Service, metrics: Metrics) -> Notifier | None:
+    """The config's sinks, each starting where its checkpoint is (a new one: the log's end
+    now, before the first poll); None without sinks."""
+    if not config.notify:
+        return None
+    from regwatch.notify.notifier import Notifier  # noqa: PLC0415
+
+    for sink in config.notify:
+        metrics.sink(sink.name)
+    notifier = Notifier(
+        config.notify,
+        service.store(),
+        backoff=sink_backoff(service.retry),
+        on_delivery=metrics.delivered,
+        on_lag=metrics.lagging,
+    )
+    notifier.begin()
+    return notifier
+
+
+def sink_backoff(retry: RetryPolicy) -> Backoff:
+    """1 s doubling to 60 s, scaled with the retry schedule (tests run it in milliseconds)."""
+    from regwatch.notify.follower import Backoff  # noqa: PLC0415
+
+    scale = retry.base / RetryPolicy.base
+    return Backoff(first=1.0 * scale, cap=60.0 * scale)
+
+
+def drain_window(service: Service) -> float:
+    """`--once`: what each sink gets to deliver (30 s; scaled like the retries, at least 2 s)."""
+    return max(2.0, ONCE_DRAIN * service.retry.base / RetryPolicy.base)
+
+
+def _drain(notifier: Notifier, window: float) -> None:
+    for name in notifier.drain(window):
+        log.warning(
+            "notify: sink %s has not accepted everything within %.0f s; the rest stays"
+            " pending for the next run",
+            name,
+            window,
+        )
 
 
 def next_due(watch: Watch, last_poll: datetime | None, trigger: Any = None) -> datetime | None:
@@ -233,17 +291,14 @@ def run(
     from regwatch.frontends.metrics import serve  # noqa: PLC0415
 
     service.store()  # created, or refused in one line, before anything else happens
-    if config.notify:
-        log.warning(
-            "notify: %d sink(s) configured, but this regwatch cannot deliver notifications yet;"
-            " changes are recorded in the store only",
-            len(config.notify),
-        )
-    daemon = Daemon(config, service, metrics)
+    notifier = _notifier(config, service, metrics)
+    daemon = Daemon(config, service, metrics, notifier=notifier)
     if once:
         server = serve(listen, metrics, lambda: True) if listen else None
         try:
             outcomes = daemon.poll_all()
+            if notifier is not None:
+                _drain(notifier, drain_window(service))
         finally:
             if server is not None:
                 server.shutdown()
@@ -257,6 +312,8 @@ def run(
     }
     server = serve(listen, metrics, daemon.healthy) if listen else None
     try:
+        if notifier is not None:
+            notifier.start()
         daemon.start()
         log.info(
             "watching %d watch(es) with %d workers; store %s",
@@ -268,6 +325,8 @@ def run(
         log.info("stopping: no new polls; waiting up to %.0f s for those in flight", GRACE)
         finished = daemon.stop(GRACE)
     finally:
+        if notifier is not None:
+            notifier.stop(SINK_GRACE)
         if server is not None:
             server.shutdown()
         for number, handler in previous.items():

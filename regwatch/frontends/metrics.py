@@ -1,7 +1,8 @@
 """The daemon's Prometheus metrics, and the small HTTP server for `/metrics` and `/healthz`.
 
-Names follow Prometheus conventions, prefixed `regwatch_`; labels are bounded: a watch name
-(from the config), a result, a registry host, an HTTP status code, an event kind. Never a tag.
+Names follow Prometheus conventions, prefixed `regwatch_`; labels are bounded: a watch or sink
+name (from the config), a result, a registry host, an HTTP status code, an event kind. Never a
+tag.
 """
 
 from __future__ import annotations
@@ -74,6 +75,30 @@ class Metrics:
             ["watch"],
             registry=self.registry,
         )
+        self._deliveries = Counter(
+            "regwatch_deliveries",
+            "Notices offered to each notification sink, by result (ok, failed).",
+            ["sink", "result"],
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "regwatch_follower_lag_events",
+            "Events of the log after each sink's checkpoint.",
+            ["sink"],
+            registry=self.registry,
+        )
+
+    def sink(self, name: str) -> None:
+        """Show a configured sink's series from the start, at zero."""
+        for result in ("ok", "failed"):
+            self._deliveries.labels(name, result)
+        self._lag.labels(name)
+
+    def delivered(self, sink: str, ok: bool) -> None:
+        self._deliveries.labels(sink, "ok" if ok else "failed").inc()
+
+    def lagging(self, sink: str, events: int) -> None:
+        self._lag.labels(sink).set(events)
 
     def polled(self, watch: str, result: str, seconds: float) -> None:
         self._polls.labels(watch, result).inc()

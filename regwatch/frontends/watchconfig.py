@@ -13,6 +13,7 @@ twice in one mapping is refused instead of silently keeping the last.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
 from apscheduler.triggers.cron import CronTrigger
@@ -38,6 +40,15 @@ from regwatch.config import JSONNumber, Source
 from regwatch.durations import parse_duration
 from regwatch.errors import ConfigError
 from regwatch.frontends.sources import watch_spec
+from regwatch.notify.settings import (
+    KINDS,
+    Apprise,
+    Command,
+    SinkSettings,
+    Slack,
+    Target,
+    Webhook,
+)
 from regwatch.specs import WatchSpec
 
 LARGEST: Final = 1024 * 1024
@@ -88,8 +99,8 @@ class DaemonConfig:
     watches: tuple[Watch, ...]
     workers: int = 4
     retention_runs: timedelta | None = None
-    notify: tuple[Mapping[str, Any], ...] = ()
-    """The sinks, kept as written (variables substituted) for the notifier to validate."""
+    notify: tuple[SinkSettings, ...] = ()
+    """The notification sinks, each checked: names unique, filters naming real watches."""
 
 
 def default_store(environ: Mapping[str, str]) -> str:
@@ -367,6 +378,85 @@ class _Retention(_Model):
     runs: _Duration | None = None
 
 
+def _url(text: str) -> str:
+    """An http(s) URL with a host. Never quoted back: it may hold a token or a password."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return text
+
+
+_Url = Annotated[str, AfterValidator(_url)]
+
+
+class _WebhookModel(_Model):
+    url: _Url
+    secret: str | None = None
+    headers: dict[str, str] | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("must not be empty (leave it out for unsigned deliveries)")
+        return value
+
+
+class _SlackModel(_Model):
+    url: _Url
+
+
+class _CommandModel(_Model):
+    argv: list[str]
+
+    @field_validator("argv")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise ValueError("must name a program: argv: [/path/to/program, arguments...]")
+        return value
+
+
+class _AppriseModel(_Model):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an Apprise URL such as json://host/path")
+        return value
+
+
+_TARGETS: Final = ("webhook", "slack", "command", "apprise")
+
+
+class _SinkModel(_Model):
+    name: str | None = None
+    watches: list[str] | None = None
+    kinds: list[str] | None = None
+    announce_initial: bool = True
+    webhook: _WebhookModel | None = None
+    slack: _SlackModel | None = None
+    command: _CommandModel | None = None
+    apprise: _AppriseModel | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or len(value) > 200 or not value.isprintable()):
+            raise ValueError("must be 1 to 200 printable characters")
+        return value
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: list[str] | None) -> list[str] | None:
+        for word in value or ():
+            if word not in KINDS:
+                raise ValueError(f"unknown kind {word!r}: use {', '.join(KINDS)}")
+        return value
+
+
 class _Document(_Model):
     store: str | None = None
     workers: Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=64)] = 4
@@ -374,7 +464,8 @@ class _Document(_Model):
     watches: list[Any]
     """Each entry is validated on its own, after `defaults` is merged under it."""
     retention: _Retention | None = None
-    notify: list[dict[Any, Any]] | None = None
+    notify: list[Any] | None = None
+    """Each sink is validated on its own, once the watches' names are known."""
 
 
 # --- from a document to the config ----------------------------------------------------------
@@ -407,7 +498,7 @@ def _load(path: Path, environ: Mapping[str, str]) -> DaemonConfig:
         watches=watches,
         workers=top.workers,
         retention_runs=parse_duration(runs) if runs is not None else None,
-        notify=tuple(_plain(sink) for sink in top.notify or ()),
+        notify=_sinks(top.notify or [], watches, expander.substitutions),
     )
 
 
@@ -497,15 +588,69 @@ def _check_unique(
         raise _Problem(key, _hidden(reason, own))
 
 
-def _plain(value: Any) -> Any:
-    """A sink's settings as YAML means them: numbers as numbers."""
-    if isinstance(value, _WrittenNumber):
-        return value.value
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+def _sinks(
+    entries: list[Any], watches: Sequence[Watch], substitutions: list[_Substitution]
+) -> tuple[SinkSettings, ...]:
+    """Each `notify` entry checked; names unique (a sink without `name` is `<type>-<index>`)."""
+    sinks: list[SinkSettings] = []
+    first: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        sink = _sink(index, entry, watches, substitutions)
+        if sink.name in first:
+            named = isinstance(entry, dict) and "name" in entry
+            raise _Problem(
+                f"notify[{index}]" + (".name" if named else ""),
+                f"the name {sink.name!r} is already the name of notify[{first[sink.name]}]: "
+                "sink names are unique (a sink without `name` is named <type>-<index>)",
+            )
+        first[sink.name] = index
+        sinks.append(sink)
+    return tuple(sinks)
+
+
+def _sink(
+    index: int, entry: Any, watches: Sequence[Watch], substitutions: list[_Substitution]
+) -> SinkSettings:
+    where: tuple[str | int, ...] = ("notify", index)
+    if not isinstance(entry, dict):
+        raise _Problem(_shown_key(where), "must be a mapping")
+    own = [s for s in substitutions if s.where[:2] == where]
+    sink = _validated(_SinkModel, entry, where, own)
+    given = [key for key in _TARGETS if getattr(sink, key) is not None]
+    if len(given) != 1:
+        also = f" (given: {', '.join(given)})" if given else ""
+        raise _Problem(_shown_key(where), f"give exactly one of {', '.join(_TARGETS)}{also}")
+    by_name = {watch.name: watch for watch in watches}
+    for position, name in enumerate(sink.watches or ()):
+        if name not in by_name:
+            reason = f"no watch is named {name!r} (a watch without `name` is its repository)"
+            raise _Problem(_shown_key((*where, "watches", position)), _hidden(reason, own))
+    followed = [by_name[name] for name in sink.watches] if sink.watches else list(watches)
+    return SinkSettings(
+        name=sink.name if sink.name is not None else f"{given[0]}-{index}",
+        target=_target(sink, where),
+        repositories=frozenset(watch.spec.repository.name for watch in followed),
+        watches=frozenset(watch.name for watch in followed),
+        kinds=frozenset(sink.kinds) if sink.kinds is not None else None,
+        announce_initial=sink.announce_initial,
+    )
+
+
+def _target(sink: _SinkModel, where: tuple[str | int, ...]) -> Target:
+    if sink.webhook is not None:
+        hook = sink.webhook
+        return Webhook(hook.url, hook.secret, dict(hook.headers or {}))
+    if sink.slack is not None:
+        return Slack(sink.slack.url)
+    if sink.command is not None:
+        return Command(tuple(sink.command.argv))
+    assert sink.apprise is not None
+    if importlib.util.find_spec("apprise") is None:
+        raise _Problem(
+            _shown_key((*where, "apprise")),
+            "Apprise is not installed: pip install 'regwatch[apprise]'",
+        )
+    return Apprise(sink.apprise.url)
 
 
 # --- validation errors as one line ----------------------------------------------------------

@@ -279,6 +279,42 @@ class EventStore:
             position = connection.execute(query).scalar_one_or_none()
         return 0 if position is None else int(position)
 
+    def start_checkpoint(self, name: str, position: int) -> int:
+        """The checkpoint of `name`; one that was never saved is saved at `position` first.
+
+        Where a new follower starts (a notification sink: the log's end), decided once: a
+        later start finds the saved one, even when that is 0.
+        """
+        query = sa.select(checkpoints_table.c.position).where(checkpoints_table.c.name == name)
+        with self.transaction(f"start checkpoint {name}") as unit:
+            found = unit.connection.execute(query).scalar_one_or_none()
+            if found is not None:
+                return int(found)
+            unit.connection.execute(
+                checkpoints_table.insert().values(
+                    name=name, position=position, updated_at=unit.recorded_at
+                )
+            )
+            return position
+
+    def last_position(self) -> int:
+        """The position of the log's newest event; 0 when the log is empty."""
+        query = sa.select(sa.func.coalesce(sa.func.max(events_table.c.position), 0))
+        with (
+            translated(self._engine, "read the end of the log"),
+            self._engine.connect() as connection,
+        ):
+            return int(connection.execute(query).scalar_one())
+
+    def count_after(self, position: int) -> int:
+        """How many events lie after `position`: a follower's lag."""
+        query = sa.select(sa.func.count()).where(events_table.c.position > position)
+        with (
+            translated(self._engine, f"count events after position {position}"),
+            self._engine.connect() as connection,
+        ):
+            return int(connection.execute(query).scalar_one())
+
     def save_checkpoint(self, name: str, expected: int, position: int) -> None:
         """Move the follower `name` from `expected` to `position`, alone in a transaction.
 
@@ -330,7 +366,8 @@ class UnitOfWork:
 
     def __init__(self, connection: sa.Connection, recorded_at: datetime) -> None:
         self.connection = connection
-        self._recorded_at = recorded_at
+        self.recorded_at = recorded_at
+        """The transaction's time (the store's clock), for rows a follower writes."""
         self.appending: tuple[str, int] | None = None
 
     def append(
@@ -348,14 +385,14 @@ class UnitOfWork:
         found = _stream_version(self.connection, stream)
         if expected_version is not None and found != expected_version:
             raise _conflict(stream, expected_version, found)
-        tag_rows = _rows(stream, found, events, self._recorded_at)
+        tag_rows = _rows(stream, found, events, self.recorded_at)
         # The runs first: a follower meets a poll's run (an initial poll's marker) before
         # the tag events it summarises.
         rows: list[dict[str, Any]] = []
         if runs and runs[1]:
             run_stream, run_events = runs
             at = _stream_version(self.connection, run_stream)
-            rows = _rows(run_stream, at, run_events, self._recorded_at)
+            rows = _rows(run_stream, at, run_events, self.recorded_at)
         rows += tag_rows
         self.appending = (stream, found)
         insert = events_table.insert().returning(
@@ -377,7 +414,7 @@ class UnitOfWork:
         When another follower moved it first, nothing changes and `Conflict` is raised, so two
         followers can never both advance one checkpoint.
         """
-        values = {"position": position, "updated_at": self._recorded_at}
+        values = {"position": position, "updated_at": self.recorded_at}
         updated = self.connection.execute(
             checkpoints_table.update()
             .where(checkpoints_table.c.name == name, checkpoints_table.c.position == expected)

@@ -16,6 +16,7 @@ from regwatch.frontends.watchconfig import (
     default_store,
     load_config,
 )
+from regwatch.notify.settings import Slack, Webhook
 from regwatch.refs import Repository
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,12 +149,14 @@ def test_top_level_keys(tmp_path: Path) -> None:
         "store: 'postgresql+psycopg://rw@db/regwatch'\n"
         "workers: 16\n"
         "retention: {runs: 30d}\n"
-        "notify: [{url: 'https://hooks.test/x', timeout: 10, ratio: 0.5}]\n" + WATCH,
+        "notify: [{webhook: {url: 'https://hooks.test/x'}}]\n" + WATCH,
     )
     assert config.store == "postgresql+psycopg://rw@db/regwatch"
     assert config.workers == 16
     assert config.retention_runs == timedelta(days=30)
-    assert config.notify == ({"url": "https://hooks.test/x", "timeout": 10, "ratio": 0.5},)
+    assert [(sink.name, sink.target) for sink in config.notify] == [
+        ("webhook-0", Webhook("https://hooks.test/x"))
+    ]
     assert config.path == tmp_path / "regwatch.yaml"
 
 
@@ -245,7 +248,7 @@ def test_variables_are_replaced_from_the_environment(tmp_path: Path) -> None:
         "  - name: '${TEAM}-app'\n"
         "    source: {repository: '${REGISTRY}/team/app', password: '${PW}', username: u}\n"
         "    every: '${EVERY}'\n"
-        "notify: [{url: 'https://hooks.test/${HOOK}'}]\n",
+        "notify: [{slack: {url: 'https://hooks.test/${HOOK}'}}]\n",
         {
             "DB_PASSWORD": "db-secret",
             "TEAM": "core",
@@ -261,7 +264,7 @@ def test_variables_are_replaced_from_the_environment(tmp_path: Path) -> None:
     assert watch.spec.repository == Repository("registry.test:5000", "team/app")
     assert watch.spec.access.password == "p$w{}", "a value is not expanded again"
     assert watch.every == timedelta(minutes=2)
-    assert config.notify == ({"url": "https://hooks.test/T0/B1"},)
+    assert config.notify[0].target == Slack("https://hooks.test/T0/B1")
 
 
 def test_a_doubled_dollar_is_a_literal(tmp_path: Path) -> None:
@@ -473,8 +476,8 @@ SECRETS = {
             "(letters, digits and _), or $${ for a literal ${",
         ),
         (
-            "notify: [{url: 'https://hooks.test/${HOOK}'}]\n" + WATCH,
-            "notify[0].url: ${HOOK} is not set in the environment",
+            "notify: [{slack: {url: 'https://hooks.test/${HOOK}'}}]\n" + WATCH,
+            "notify[0].slack.url: ${HOOK} is not set in the environment",
         ),
     ],
 )

@@ -1,0 +1,1 @@
+"""Notifications: each sink a follower of the log, delivering at least once, in log order."""
