@@ -25,6 +25,8 @@ class TagAppeared(_Event):
     kind: Literal["TagAppeared"] = "TagAppeared"
     tag: str
     digest: str
+    platform: str | None = None
+    """The polling watch's explicit platform (`os/arch[/variant]`); None when it has none."""
 
 
 class TagMoved(_Event):
@@ -34,6 +36,10 @@ class TagMoved(_Event):
     tag: str
     old_digest: str
     new_digest: str
+    platform: str | None = None
+    platform_changed: bool | None = None
+    """With a `platform`: whether that platform's own image differs between the old and the new
+    manifest (False when only the index around it changed); None when unknown or no platform."""
 
 
 class TagDisappeared(_Event):
@@ -42,6 +48,7 @@ class TagDisappeared(_Event):
     kind: Literal["TagDisappeared"] = "TagDisappeared"
     tag: str
     digest: str
+    platform: str | None = None
 
 
 class PlatformImage(_Event):
@@ -122,9 +129,9 @@ Event = Annotated[
 ]
 
 SCHEMA_VERSION: Mapping[str, int] = {
-    "TagAppeared": 1,
-    "TagMoved": 1,
-    "TagDisappeared": 1,
+    "TagAppeared": 2,
+    "TagMoved": 2,
+    "TagDisappeared": 2,
     "ImageInspected": 1,
     "ImagePushed": 1,
     "PollSucceeded": 3,
@@ -161,7 +168,20 @@ def _succeeded_without_watch(payload: dict[str, Any]) -> dict[str, Any]:
     return {**_polled_by_no_watch(payload), "initial": False, "tag_versions": None}
 
 
+def _no_platform(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 tag events did not say which platform their watch asked for."""
+    return {**payload, "platform": None}
+
+
+def _no_platform_known(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 moves recorded no platform, so whether its image changed is unknown."""
+    return {**payload, "platform": None, "platform_changed": None}
+
+
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
+    ("TagAppeared", 1): _no_platform,
+    ("TagMoved", 1): _no_platform_known,
+    ("TagDisappeared", 1): _no_platform,
     ("PollSucceeded", 1): _polled_by_no_daemon,
     ("PollFailed", 1): _polled_by_no_daemon,
     ("PollSucceeded", 2): _succeeded_without_watch,

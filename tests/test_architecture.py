@@ -78,6 +78,11 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset({"pydantic", "semver"}),
     ),
     (
+        "regwatch.projections.history",
+        (*VOCABULARY, *EVENTS, "regwatch.rescan", "regwatch.store.eventstore"),
+        frozenset({"pydantic", "semver"}),
+    ),
+    (
         "regwatch.projections.",
         (*VOCABULARY, *EVENTS, "regwatch.decide", "regwatch.observe", "regwatch.projections."),
         frozenset({"pydantic", "semver"}),

@@ -35,6 +35,11 @@ DECODED: dict[str, Event] = {
     "TagAppeared-1": TagAppeared(tag="1.0", digest=A),
     "TagMoved-1": TagMoved(tag="latest", old_digest=A, new_digest=B),
     "TagDisappeared-1": TagDisappeared(tag="old", digest=A),
+    "TagAppeared-2": TagAppeared(tag="1.0", digest=A, platform="linux/arm64/v8"),
+    "TagMoved-2": TagMoved(
+        tag="latest", old_digest=A, new_digest=B, platform="linux/amd64", platform_changed=False
+    ),
+    "TagDisappeared-2": TagDisappeared(tag="old", digest=A),
     "ImageInspected-1-index": ImageInspected(
         digest=A,
         media_type=INDEX,
@@ -120,3 +125,14 @@ def test_a_payload_from_a_newer_schema_is_one_clear_line(kind: str) -> None:
 def test_an_event_kind_from_a_newer_regwatch_is_one_clear_line() -> None:
     with pytest.raises(StoreError, match=r"^the store holds an event of kind 'TagRenamed', newer"):
         from_payload("TagRenamed", 1, {"tag": "x"})
+
+
+@pytest.mark.parametrize("kind", ["TagAppeared", "TagMoved", "TagDisappeared"])
+def test_a_version_1_tag_event_knows_no_platform(kind: str) -> None:
+    frozen = json.loads((FROZEN / f"{kind}-1.json").read_text())
+
+    decoded = from_payload(kind, 1, frozen["payload"])
+
+    assert isinstance(decoded, TagAppeared | TagMoved | TagDisappeared)
+    assert decoded.platform is None
+    assert getattr(decoded, "platform_changed", None) is None

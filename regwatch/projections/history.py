@@ -1,0 +1,144 @@
+"""A repository's tag history from its log: each tag event as a row, and each tag's digest at T.
+
+Quay's tag history is the model: a tag points at a digest over an interval, from the event that
+set it to the event that changed it. Everything here is a fold over one repository's stream,
+so `regwatch history` answers from the log alone, and a notification's `data` is the same row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from regwatch.events import (
+    ImageInspected,
+    PlatformImage,
+    TagAppeared,
+    TagDisappeared,
+    TagMoved,
+    from_payload,
+)
+from regwatch.rescan import is_full_version
+
+if TYPE_CHECKING:
+    from regwatch.store.eventstore import StoredEvent
+
+TAG_KINDS: Final = frozenset({"TagAppeared", "TagMoved", "TagDisappeared"})
+"""The event kinds that are tag history; `ImageInspected` only informs their rows."""
+
+_KINDS: Final = {"TagAppeared": "appeared", "TagMoved": "moved", "TagDisappeared": "disappeared"}
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One history row: one tag event of a repository's stream, with what it means."""
+
+    position: int
+    """The tag event's log position: stable, so a notification's id can be built on it."""
+    version: int
+    time: datetime
+    kind: str
+    """`appeared`, `moved` or `disappeared`."""
+    repository: str
+    tag: str
+    digest: str
+    """The new digest; for `disappeared` the last one."""
+    previous_digest: str | None
+    repush: bool
+    """A full version (`1.21.5`, `1.21.5-alpine`) moved: a release was pushed again."""
+    rollback: bool
+    """The tag moved to a digest it pointed to before."""
+    platforms_added: tuple[str, ...]
+    platforms_removed: tuple[str, ...]
+    platform_changed: bool | None
+
+    def row(self) -> dict[str, Any]:
+        """The issue's fields in the issue's order, as JSON values."""
+        return {
+            "time": iso_time(self.time),
+            "kind": self.kind,
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "previous_digest": self.previous_digest,
+            "repush": self.repush,
+            "rollback": self.rollback,
+            "platforms_added": list(self.platforms_added),
+            "platforms_removed": list(self.platforms_removed),
+            "platform_changed": self.platform_changed,
+        }
+
+
+def iso_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`; fractions of a second only when there are some."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def movements(repository: str, stored: Iterable[StoredEvent]) -> list[Movement]:
+    """A repository stream's events (version order) → one Movement per tag event.
+
+    The platforms of a move come from the `ImageInspected` events of both digests, wherever
+    they stand in the stream (a poll appends its inspections after its tag events).
+    """
+    tagged: list[tuple[StoredEvent, TagAppeared | TagMoved | TagDisappeared]] = []
+    platforms: dict[str, tuple[str, ...]] = {}
+    for event in stored:
+        if event.kind in TAG_KINDS or event.kind == "ImageInspected":
+            decoded = from_payload(event.kind, event.schema_version, event.payload)
+            if isinstance(decoded, ImageInspected):
+                if decoded.platforms:
+                    platforms[decoded.digest] = tuple(_platform(p) for p in decoded.platforms)
+            elif isinstance(decoded, TagAppeared | TagMoved | TagDisappeared):
+                tagged.append((event, decoded))
+    pointed: dict[str, set[str]] = {}
+    rows: list[Movement] = []
+    for event, fact in tagged:
+        seen = pointed.setdefault(fact.tag, set())
+        rows.append(_movement(repository, event, fact, seen, platforms))
+        if not isinstance(fact, TagDisappeared):
+            seen.add(fact.digest if isinstance(fact, TagAppeared) else fact.new_digest)
+    return rows
+
+
+def _movement(
+    repository: str,
+    event: StoredEvent,
+    fact: TagAppeared | TagMoved | TagDisappeared,
+    seen: set[str],
+    platforms: Mapping[str, tuple[str, ...]],
+) -> Movement:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    if isinstance(fact, TagMoved):
+        digest, previous = fact.new_digest, fact.old_digest
+        old, new = platforms.get(previous), platforms.get(digest)
+        if old is not None and new is not None:
+            added = tuple(sorted(set(new) - set(old)))
+            removed = tuple(sorted(set(old) - set(new)))
+        changed = fact.platform_changed
+    else:
+        digest, previous = fact.digest, None
+        changed = None if fact.platform is None else False
+    moved = isinstance(fact, TagMoved)
+    return Movement(
+        position=event.position,
+        version=event.version,
+        time=event.observed_at,
+        kind=_KINDS[fact.kind],
+        repository=repository,
+        tag=fact.tag,
+        digest=digest,
+        previous_digest=previous,
+        repush=moved and is_full_version(fact.tag),
+        rollback=moved and digest in seen,
+        platforms_added=added,
+        platforms_removed=removed,
+        platform_changed=changed,
+    )
+
+
+def _platform(child: PlatformImage) -> str:
+    parts = (child.os, child.architecture, child.variant)
+    return "/".join(part for part in parts if part)
