@@ -67,6 +67,8 @@ class Follower:
         self._on_delivery = on_delivery or (lambda _name, _ok: None)
         self._on_lag = on_lag or (lambda _name, _lag: None)
         self._wake = threading.Event()
+        self._stop = threading.Event()
+        """Set by `run`'s caller: a drain stops between two events."""
         self._saved: int | None = None
         self._read = 0
         self._skipping: dict[str, tuple[int, int]] = {}
@@ -95,6 +97,9 @@ class Follower:
             while True:
                 page = self._store.read_all(self._read, PAGE)
                 for event in page:
+                    if self._stop.is_set():
+                        self._save(self._read)
+                        return False
                     self._follow(event)
                 if len(page) < PAGE:
                     self._save(self._read)
@@ -125,6 +130,7 @@ class Follower:
 
     def run(self, stop: threading.Event) -> None:
         """The follower's thread: drain, back off after a failure, sleep until woken."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 caught_up = self.drain()

@@ -56,7 +56,14 @@ def test_the_example_config_is_valid() -> None:
     """`config.example.yaml` documents every key; it must also load as written."""
     config = load_config(
         ROOT / "config.example.yaml",
-        {"ACME_REGISTRY_PASSWORD": "acme-secret", "MIRROR_PASSWORD": "mirror-secret"},
+        {
+            "ACME_REGISTRY_PASSWORD": "acme-secret",
+            "MIRROR_PASSWORD": "mirror-secret",
+            "REGWATCH_HOOK_SECRET": "hook-secret",
+            "SLACK_WEBHOOK_URL": "https://hooks.slack.test/services/T/B/C",
+            "TELEGRAM_BOT_TOKEN": "bot",
+            "TELEGRAM_CHAT_ID": "chat",
+        },
     )
     assert [w.name for w in config.watches] == [
         "alpine",
@@ -67,7 +74,8 @@ def test_the_example_config_is_valid() -> None:
     ]
     assert config.store == "sqlite:///var/lib/regwatch/regwatch.db"
     assert config.retention_runs == timedelta(days=30)
-    assert config.notify == ()
+    assert [s.name for s in config.notify] == ["deploys", "slack-1", "on-change", "apprise-3"]
+    assert config.notify[0].watches == {"acme-app", "nginx-stable"}
     acme = config.watches[3].spec
     assert acme.access.password == "acme-secret"
     assert config.watches[4].spec.mirror is not None
@@ -660,6 +668,6 @@ def test_the_readme_example_is_valid(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## The daemon's config file", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    config = loaded(tmp_path, example, {"ACME_TOKEN": "t"})
+    config = loaded(tmp_path, example, {"ACME_TOKEN": "t", "HOOK_SECRET": "s"})
     assert [w.name for w in config.watches] == ["alpine", "ghcr.io/acme/app"]
     assert config.watches[1].every == timedelta(minutes=5)
