@@ -126,7 +126,9 @@ class Notices:
     def _tags(self, event: StoredEvent, run: PollSucceeded) -> int:
         """Tags the repository held once the poll was recorded."""
         stream = event.stream.removesuffix(RUN_STREAM_SUFFIX)
-        events, _ = self._stream(stream, run.tag_versions[1] if run.tag_versions else 0)
+        # Without versions of its own, the poll saw what earlier writers appended: all of it.
+        newest = run.tag_versions[1] if run.tag_versions else self._store.stream_version(stream)
+        events, _ = self._stream(stream, newest)
         present: set[str] = set()
         for stored in events:
             recorded_before = stored.position < event.position

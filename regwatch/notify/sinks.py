@@ -8,9 +8,12 @@ followed and no URL in any line; Apprise brings its own HTTP, imported only when
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any, Final, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from regwatch.errors import ConfigError, DeliveryFailed, RegwatchError
 from regwatch.net import Transport
@@ -28,17 +31,20 @@ class Sink(Protocol):
 
 
 class WebhookSink:
+    """Credentials in the URL (`https://user:password@host/…`) become Basic authentication."""
+
     def __init__(self, name: str, target: Webhook, transport: Transport) -> None:
         self._name = name
         self._target = target
         self._transport = transport
+        self._url, self._headers = _with_basic(target.url, target.headers)
 
     def deliver(self, notice: Notice) -> None:
         sent = body(notice)
-        headers = {**self._target.headers, "Content-Type": CONTENT_TYPE}
+        headers = {**self._headers, "Content-Type": CONTENT_TYPE}
         if self._target.secret is not None:
             headers[SIGNATURE_HEADER] = signature(self._target.secret, sent)
-        _post(self._transport, self._name, self._target.url, sent, headers)
+        _post(self._transport, self._name, self._url, sent, headers)
 
 
 class SlackSink:
@@ -81,6 +87,20 @@ def sink_for(settings: SinkSettings, transport: Transport) -> Sink:
     if isinstance(target, Command):
         return CommandSink(settings.name, target)
     return AppriseSink(settings.name, target)
+
+
+def _with_basic(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The URL without its user info, and the headers with it as Basic authentication (the
+    transport sends only the headers it is given)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, dict(headers)
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    netloc = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    basic = "Basic " + base64.b64encode(pair.encode()).decode()
+    given = {name.lower() for name in headers}
+    return bare, {**headers, **({} if "authorization" in given else {"Authorization": basic})}
 
 
 def _post(transport: Transport, name: str, url: str, sent: bytes, headers: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ down and no duplicate in a clean run, and the same id again after a crash before
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -317,8 +318,9 @@ def test_a_sink_down_for_three_polls_gets_everything_once_in_order_when_back(
     app = new_repository(plain_registry)
     pusher.push(app, "latest", "v0")
     receiver = Receiver()  # not started: down
+    secret_url = f"http://alice:{SECRET}@127.0.0.1:{receiver.port}/"
     config = write_config(
-        tmp_path, [watch("app", app)], [{"name": "hook", "webhook": {"url": receiver.url("/")}}]
+        tmp_path, [watch("app", app)], [{"name": "hook", "webhook": {"url": secret_url}}]
     )
 
     for number in range(1, 4):
@@ -326,6 +328,7 @@ def test_a_sink_down_for_three_polls_gets_everything_once_in_order_when_back(
         assert done.returncode == 0, "sinks never change the exit status"
         warnings = [line for line in done.stderr.splitlines() if "sink hook" in line]
         assert any("stays pending" in line for line in warnings), done.stderr
+        assert SECRET not in done.stderr
         pusher.push(app, "latest", f"v{number}")
     receiver.start()
     try:
@@ -336,6 +339,8 @@ def test_a_sink_down_for_three_polls_gets_everything_once_in_order_when_back(
 
     events = receiver.events("/")
     assert kinds(events) == [("initial", "app")] + [("moved", "latest")] * 3
+    basic = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    assert {headers["Authorization"] for _, headers, _ in receiver.received} == {basic}
     ids = [position(e) for e in events]
     assert ids == sorted(set(ids)), "in log order, none twice"
 
