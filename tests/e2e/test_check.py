@@ -110,15 +110,16 @@ def test_persistent_store_keeps_the_audit_trail(
 
 
 def split_polls(rows: list[tuple[str, str | None]]) -> list[list[tuple[str, str | None]]]:
-    """Events grouped by the poll that recorded them (each poll ends with PollSucceeded)."""
-    polls: list[list[tuple[str, str | None]]] = [[]]
+    """Events grouped by the poll that recorded them (each poll starts with its PollSucceeded:
+    the store inserts a poll's run before its tag events)."""
+    polls: list[list[tuple[str, str | None]]] = []
     for row in rows:
         if row[0] == "PollSucceeded":
             polls.append([])
         else:
+            assert polls, "every poll starts with PollSucceeded"
             polls[-1].append(row)
-    assert polls[-1] == [], "every poll ends with PollSucceeded"
-    return polls[:-1]
+    return polls
 
 
 def events(database: Path) -> list[tuple[str, str | None]]:
