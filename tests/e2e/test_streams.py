@@ -139,8 +139,8 @@ def test_job_runs_live_in_their_own_stream_beside_the_tags(
 
     by_stream = [(stream, kind) for stream, kind, _ in rows(database)]
     assert by_stream == [
+        (f"{repo}#runs", "PollSucceeded"),  # a poll's run comes before its tag events
         (repo, "TagAppeared"),
-        (f"{repo}#runs", "PollSucceeded"),
         (f"{repo}#runs", "PollSucceeded"),
     ]
 
