@@ -420,3 +420,35 @@ def test_poll_failed_is_sent_once_when_a_watch_starts_failing(
     assert down["data"]["watch"] == "down"
     assert down["data"]["repository"] == nowhere.name
     assert down["data"]["error"].startswith(f"polling {nowhere} failed")
+
+
+def test_sigterm_stops_a_daemon_whose_sink_is_down_at_once(
+    plain_registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    app = new_repository(plain_registry)
+    pusher.push(app, "latest", "v0")
+    down = Receiver()  # never started
+    config = write_config(
+        tmp_path, [watch("app", app)], [{"name": "hook", "webhook": {"url": down.url("/")}}]
+    )
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [*regwatch_command(), "watch", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "notify: sink hook: deliver to sink hook" in log.read_text())
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(20) == 0
+        assert time.monotonic() - started < 5, "a sink backing off holds nothing up"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
+    output = log.read_text()
+    assert "Traceback" not in output
+    warnings = [line for line in output.splitlines() if "sink hook" in line]
+    assert len(warnings) == 1, "one line when a sink starts failing, not one per retry"
