@@ -142,3 +142,54 @@ def _movement(
 def _platform(child: PlatformImage) -> str:
     parts = (child.os, child.architecture, child.variant)
     return "/".join(part for part in parts if part)
+
+
+@dataclass(frozen=True)
+class Pointing:
+    """A tag's digest over an interval: set at `since`, changed at `until` (None: still is)."""
+
+    tag: str
+    digest: str
+    since: datetime
+    until: datetime | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "digest": self.digest,
+            "since": iso_time(self.since),
+            "until": None if self.until is None else iso_time(self.until),
+        }
+
+
+def pointing_at(rows: Iterable[Movement], moment: datetime) -> dict[str, Pointing]:
+    """Each tag present at `moment` (an event at that very instant has happened), by tag name.
+
+    `since` is the event that made the tag point at its digest then, `until` the tag's next
+    event after `moment` (a move or its disappearance).
+    """
+    current: dict[str, Pointing] = {}
+    ended: dict[str, Pointing] = {}
+    for movement in rows:
+        tag = movement.tag
+        if movement.time > moment:
+            held = current.pop(tag, None)
+            if held is not None:
+                ended[tag] = Pointing(tag, held.digest, held.since, movement.time)
+        elif movement.kind == "disappeared":
+            current.pop(tag, None)
+        else:
+            current[tag] = Pointing(tag, movement.digest, movement.time, None)
+    found = {**current, **ended}
+    return {tag: found[tag] for tag in sorted(found)}
+
+
+def absence(rows: Iterable[Movement], tag: str, moment: datetime) -> str:
+    """Why `tag` has no digest at `moment`, in words: gone by then, not yet there, or unknown."""
+    own = [movement for movement in rows if movement.tag == tag]
+    before = [movement for movement in own if movement.time <= moment]
+    if before:
+        return f"it disappeared at {iso_time(before[-1].time)}"
+    if own:
+        return f"it first appeared at {iso_time(own[0].time)}"
+    return "the store never saw it"

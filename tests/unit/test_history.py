@@ -17,7 +17,7 @@ from regwatch.events import (
     TagMoved,
     to_payload,
 )
-from regwatch.projections.history import Movement, movements
+from regwatch.projections.history import Movement, Pointing, absence, movements, pointing_at
 from regwatch.store.eventstore import StoredEvent
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
@@ -204,3 +204,71 @@ def test_platform_changed_follows_the_watch_platform() -> None:
 
 def test_an_empty_stream_has_no_history() -> None:
     assert movements(REPO, []) == []
+
+
+def hours(number: int) -> datetime:
+    return START + timedelta(hours=number)
+
+
+TIMELINE = movements(
+    REPO,
+    stored(
+        TagAppeared(tag="latest", digest=A),  # 0h
+        TagAppeared(tag="1.0", digest=A),  # 1h
+        TagMoved(tag="latest", old_digest=A, new_digest=B),  # 2h
+        TagDisappeared(tag="1.0", digest=A),  # 3h
+        TagAppeared(tag="2.0", digest=B),  # 4h
+        TagMoved(tag="latest", old_digest=B, new_digest=C),  # 5h
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (hours(0) - timedelta(seconds=1), {}),
+        (hours(0), {"latest": Pointing("latest", A, hours(0), hours(2))}),
+        (
+            hours(1) + timedelta(minutes=30),
+            {
+                "1.0": Pointing("1.0", A, hours(1), hours(3)),
+                "latest": Pointing("latest", A, hours(0), hours(2)),
+            },
+        ),
+        (hours(3), {"latest": Pointing("latest", B, hours(2), hours(5))}),
+        (
+            hours(9),
+            {
+                "2.0": Pointing("2.0", B, hours(4), None),
+                "latest": Pointing("latest", C, hours(5), None),
+            },
+        ),
+    ],
+)
+def test_what_each_tag_pointed_to_at_a_moment(
+    moment: datetime, expected: dict[str, Pointing]
+) -> None:
+    assert pointing_at(TIMELINE, moment) == expected
+
+
+def test_an_interval_as_json() -> None:
+    assert pointing_at(TIMELINE, hours(3))["latest"].row() == {
+        "tag": "latest",
+        "digest": B,
+        "since": "2026-03-01T14:00:00Z",
+        "until": "2026-03-01T17:00:00Z",
+    }
+    assert pointing_at(TIMELINE, hours(9))["latest"].row()["until"] is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "moment", "reason"),
+    [
+        ("1.0", hours(3), "it disappeared at 2026-03-01T15:00:00Z"),
+        ("2.0", hours(3), "it first appeared at 2026-03-01T16:00:00Z"),
+        ("3.0", hours(3), "the store never saw it"),
+    ],
+)
+def test_why_a_tag_had_no_digest(tag: str, moment: datetime, reason: str) -> None:
+    assert tag not in pointing_at(TIMELINE, moment)
+    assert absence(TIMELINE, tag, moment) == reason
