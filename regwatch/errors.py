@@ -14,9 +14,10 @@
     │   └── UnsupportedMedia     a manifest or blob type regwatch cannot handle
     ├── ImageError               image content that cannot be applied
     │   └── HostileEntry         a layer entry that would escape its destination
-    └── StoreError               the event store refused
-        ├── Conflict             another writer appended to the stream first
-        └── SchemaNotCurrent     the database needs `regwatch migrate`
+    ├── StoreError               the event store refused
+    │   ├── Conflict             another writer appended to the stream first
+    │   └── SchemaNotCurrent     the database needs `regwatch migrate`
+    └── NotRecorded              the log holds no answer (a tag absent at the moment asked)
 
 Messages are lower-case causal chains that name the host and repository involved and never
 carry a header, token or password. Only front-end `main()` functions catch these.
@@ -106,6 +107,10 @@ class Conflict(StoreError):
 
 class SchemaNotCurrent(StoreError):
     """The database schema is older than this regwatch."""
+
+
+class NotRecorded(RegwatchError):
+    """The log has no answer to the question: `history --at T --tag TAG` of a tag absent at T."""
 
 
 def prefixed(exc: RegwatchError, prefix: str) -> RegwatchError:

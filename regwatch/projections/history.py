@@ -28,6 +28,21 @@ if TYPE_CHECKING:
 TAG_KINDS: Final = frozenset({"TagAppeared", "TagMoved", "TagDisappeared"})
 """The event kinds that are tag history; `ImageInspected` only informs their rows."""
 
+ROW: Final = (
+    "time",
+    "kind",
+    "repository",
+    "tag",
+    "digest",
+    "previous_digest",
+    "repush",
+    "rollback",
+    "platforms_added",
+    "platforms_removed",
+    "platform_changed",
+)
+"""A history row's fields, in the order every format shows them."""
+
 _KINDS: Final = {"TagAppeared": "appeared", "TagMoved": "moved", "TagDisappeared": "disappeared"}
 
 
@@ -55,7 +70,7 @@ class Movement:
     platform_changed: bool | None
 
     def row(self) -> dict[str, Any]:
-        """The issue's fields in the issue's order, as JSON values."""
+        """The fields of `ROW` in its order, as JSON values."""
         return {
             "time": iso_time(self.time),
             "kind": self.kind,

@@ -37,6 +37,8 @@ from regwatch.specs import (
 if TYPE_CHECKING:
     from regwatch.events import Event
     from regwatch.observe import Observation
+    from regwatch.projections.history import Movement
+    from regwatch.refs import Repository
     from regwatch.service.polling import Poll
     from regwatch.service.status import RepositoryStatus
     from regwatch.service.unpack import Progress
@@ -114,6 +116,15 @@ class Service:
         return shown(self.store().engine.url)
 
     @property
+    def store_named(self) -> str:
+        """The store's URL as it may be shown, without opening (or creating) the store."""
+        if self._store_url is None:
+            return "(none)"
+        from regwatch.store.engine import shown_text  # noqa: PLC0415  # see `store`
+
+        return shown_text(self._store_url)
+
+    @property
     def persistent(self) -> bool:
         """Whether observations are kept: only then are they recorded."""
         return self._store_url is not None
@@ -171,6 +182,12 @@ class Service:
         from regwatch.service.put import put  # noqa: PLC0415
 
         return put(self, spec, push, sources, progress=progress)
+
+    def history(self, repository: Repository) -> list[Movement]:
+        """Every tag event of the repository as a history row (`regwatch history`); reads only."""
+        from regwatch.service.history import history  # noqa: PLC0415
+
+        return history(self, repository)
 
     def status(self, specs: Sequence[WatchSpec]) -> list[RepositoryStatus]:
         """What the log knows of each spec's repository (`regwatch status`); reads only."""
