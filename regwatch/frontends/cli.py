@@ -22,8 +22,6 @@ from regwatch.frontends.output import (
     log_warnings,
     write_line,
 )
-from regwatch.net import request_timeout_from_env
-from regwatch.registry.dockerconfig import docker_credentials
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Access
@@ -93,6 +91,8 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from regwatch.frontends import daemon  # noqa: PLC0415  # APScheduler: for the daemon only
     from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
     from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
+    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
+    from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
 
     config = load_config(Path(args.config), env)
     listen = parse_listen(args.listen) if args.listen else None
@@ -193,6 +193,10 @@ def _history_store(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 def _service(env: Mapping[str, str]) -> Service:
     """A service whose registries fall back to the Docker config's credentials; a helper must
     answer within the request timeout."""
+    # Imported here: the HTTP stack (~0.2 s of start-up) is for the commands that use it.
+    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
+    from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
+
     timeout = request_timeout_from_env(env)
     return Service(
         retry=RetryPolicy.from_env(env),
