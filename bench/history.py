@@ -17,7 +17,9 @@ Then it measures, over `--repeat` repositories chosen across the store:
 
 - in the process, with one `Service` (its store opened once): one tag's history
   (`Service.history` and the tag's rows) and an `--at` answer for one tag (the same rows and
-  `pointing_at`), each the median time of one answer;
+  `pointing_at`), each the median time of one answer; a SQLite file is read with the stdlib
+  driver there, so one tag's history is also timed through `EventStore` (SQLAlchemy), the path
+  a PostgreSQL store and a notification sink take;
 - the whole command, as a child process (spawn to exit, GNU time): `regwatch history REPO
   --tag latest --format json` and `regwatch history REPO --at T --tag latest --format json`.
 
@@ -34,6 +36,7 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,7 +46,7 @@ from pathlib import Path
 
 from bench.measure import GNU_TIME, duration, log
 from regwatch.events import SCHEMA_VERSION
-from regwatch.projections.history import pointing_at
+from regwatch.projections.history import movements, pointing_at
 from regwatch.refs import Repository
 from regwatch.service import Service
 from regwatch.store.migrate import open_store
@@ -210,15 +213,28 @@ def in_process(url: str, chosen: list[Repository], at: datetime) -> list[Figure]
             found = pointing_at([m for m in service.history(repo) if m.tag == "latest"], at)
             answer_at.append(time.perf_counter() - started)
             assert "latest" in found, repo
+    through_store = []
+    with open_store(url) as store:
+        for repo in chosen:
+            started = time.perf_counter()
+            rows = [m for m in movements(repo.name, store.load(repo.name)) if m.tag == "latest"]
+            through_store.append(time.perf_counter() - started)
+            assert rows, repo
     return [
         Figure("one tag's history, in the process", tag_history, IN_PROCESS_TARGET),
         Figure("an `--at` answer for one tag, in the process", answer_at, IN_PROCESS_TARGET),
+        Figure(
+            "one tag's history through `EventStore` (SQLAlchemy: PostgreSQL's path)",
+            through_store,
+            IN_PROCESS_TARGET,
+        ),
     ]
 
 
 def commands(url: str, chosen: list[Repository], at: datetime, logs: Path) -> list[Figure]:
     env = {k: v for k, v in os.environ.items() if k not in _NOT_IN_A_CONTAINER}
-    regwatch = shutil.which("regwatch") or "regwatch"
+    script = Path(sys.executable).parent / "regwatch"  # the console script beside Python
+    regwatch = [str(script)] if script.exists() else [sys.executable, "-m", "regwatch"]
     moment = at.isoformat().replace("+00:00", "Z")
     asked = {
         "`regwatch history REPO --tag latest` (whole command)": ["--tag", "latest"],
@@ -233,7 +249,7 @@ def commands(url: str, chosen: list[Repository], at: datetime, logs: Path) -> li
     for name, extra in asked.items():
         seconds = []
         for number, repo in enumerate([chosen[0], chosen[0], *chosen]):
-            argv = [regwatch, "history", str(repo), "--store", url, "--format", "json", *extra]
+            argv = [*regwatch, "history", str(repo), "--store", url, "--format", "json", *extra]
             started = time.perf_counter()
             done = subprocess.run(
                 [GNU_TIME, "-o", str(logs / "time.txt"), *argv],

@@ -136,6 +136,11 @@ class Service:
         return shown(self.store().engine.url)
 
     @property
+    def store_url(self) -> str | None:
+        """The store's URL as given (it may hold a password: never show it; see `store_named`)."""
+        return self._store_url
+
+    @property
     def store_named(self) -> str:
         """The store's URL as it may be shown, without opening (or creating) the store."""
         if self._store_url is None:

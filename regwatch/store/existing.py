@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from regwatch.store.engine import create_engine, is_memory
 from regwatch.store.eventstore import EventStore, translated
-from regwatch.store.schema import REVISION
+from regwatch.store.records import REVISION
 
 _VERSIONS = sa.table("alembic_version", sa.column("version_num", sa.String))
 

@@ -18,10 +18,6 @@ NAMING_CONVENTION: Final = {
     "pk": "pk_%(table_name)s",
 }
 
-REVISION: Final = "0003_blob_locations"
-"""The Alembic revision these tables are: what a read-only command checks a store against
-without loading Alembic (`tests/store/test_migrations.py` keeps it the scripts' head)."""
-
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 # SQLite only treats a column spelled INTEGER PRIMARY KEY as the rowid; BIGINT would not

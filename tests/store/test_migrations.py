@@ -19,7 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from regwatch.errors import SchemaNotCurrent, StoreError
 from regwatch.store import migrate
 from regwatch.store.engine import create_engine
-from regwatch.store.schema import REVISION, metadata
+from regwatch.store.records import REVISION
+from regwatch.store.schema import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def test_head_is_the_newest_revision() -> None:
 
 
 def test_the_tables_know_their_revision_without_alembic() -> None:
-    """Read-only commands check a store against `schema.REVISION`, not the scripts."""
+    """Read-only commands check a store against `records.REVISION`, not the scripts."""
     assert migrate.head_revision() == REVISION
 
 

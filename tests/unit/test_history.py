@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from regwatch.errors import StoreError
 from regwatch.events import (
     SCHEMA_VERSION,
     Event,
@@ -15,9 +18,17 @@ from regwatch.events import (
     TagAppeared,
     TagDisappeared,
     TagMoved,
+    from_payload,
     to_payload,
 )
-from regwatch.projections.history import Movement, Pointing, absence, movements, pointing_at
+from regwatch.projections.history import (
+    READS,
+    Movement,
+    Pointing,
+    absence,
+    movements,
+    pointing_at,
+)
 from regwatch.store.eventstore import StoredEvent
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
@@ -272,3 +283,50 @@ def test_an_interval_as_json() -> None:
 def test_why_a_tag_had_no_digest(tag: str, moment: datetime, reason: str) -> None:
     assert tag not in pointing_at(TIMELINE, moment)
     assert absence(TIMELINE, tag, moment) == reason
+
+
+FROZEN = Path(__file__).parent / "frozen_events"
+
+
+def test_the_history_reads_the_current_schema_of_its_kinds() -> None:
+    assert {kind: SCHEMA_VERSION[kind] for kind in READS} == READS
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in FROZEN.glob("Tag*.json")), ids=lambda name: name
+)
+def test_reading_a_frozen_payload_as_json_agrees_with_its_model(name: str) -> None:
+    frozen = json.loads((FROZEN / f"{name}.json").read_text())
+    event = from_payload(frozen["kind"], frozen["schema_version"], frozen["payload"])
+    assert isinstance(event, TagAppeared | TagMoved | TagDisappeared)
+    as_stored = StoredEvent(
+        position=7,
+        stream=REPO,
+        version=1,
+        kind=frozen["kind"],
+        schema_version=frozen["schema_version"],
+        payload=frozen["payload"],
+        observed_at=START,
+        recorded_at=START,
+    )
+
+    (read,) = movements(REPO, [as_stored])
+    (modelled,) = movements(REPO, stored(event, first_position=7))
+
+    assert read == modelled
+
+
+def test_a_payload_newer_than_the_history_reads_is_refused_in_one_line() -> None:
+    newer = StoredEvent(
+        position=1,
+        stream=REPO,
+        version=1,
+        kind="TagMoved",
+        schema_version=READS["TagMoved"] + 1,
+        payload={"tag": "x"},
+        observed_at=START,
+        recorded_at=START,
+    )
+
+    with pytest.raises(StoreError, match=r"^the store holds an event of TagMoved at schema"):
+        movements(REPO, [newer])
