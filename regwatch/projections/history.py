@@ -18,6 +18,9 @@ from regwatch.rescan import is_full_version
 if TYPE_CHECKING:
     from regwatch.store.records import StoredEvent
 
+TAG_KINDS: Final = frozenset({"TagAppeared", "TagMoved", "TagDisappeared"})
+"""The event kinds that are tag history: one `Movement` each."""
+
 READS: Final = {"TagAppeared": 2, "TagMoved": 2, "TagDisappeared": 2, "ImageInspected": 1}
 """The schema versions of the payloads read here, as JSON: `regwatch history` must answer in a
 fraction of a second, and the event models cost it pydantic (~0.2 s of start-up). Versions 1
@@ -102,12 +105,12 @@ def movements(repository: str, stored: Iterable[StoredEvent]) -> list[Movement]:
         if event.schema_version > READS[kind]:
             _refuse(event)
         payload = event.payload
-        if kind == "ImageInspected":
+        if kind in TAG_KINDS:
+            tagged.append((event, _fact(kind, payload)))
+        else:
             children = payload.get("platforms") or ()
             if children:
                 platforms[payload["digest"]] = tuple(_platform(child) for child in children)
-        else:
-            tagged.append((event, _fact(kind, payload)))
     pointed: dict[str, set[str]] = {}
     rows: list[Movement] = []
     for event, fact in tagged:
