@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol, TypeVar
 
 from regwatch.rescan import Rescan
@@ -51,8 +52,9 @@ class RegistryReader(Protocol):
 
     def inspect(self, digest: str) -> ImageFacts: ...
 
-    def manifest_facts(self, digest: str) -> ImageFacts | None:
-        """The manifest alone (one GET: an index's platforms, no config); None when it is gone."""
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        """The manifest (one GET: an index's platforms), and with `whole` what `inspect` reads
+        too; None when it is gone or unreadable."""
         ...
 
 
@@ -116,7 +118,7 @@ def observe(
     if inspect_moves and not (rescan is not None and inspection_waits()):
         full = selection.mode is Mode.REGEX and selection.created_at_sort
         pool = _Resolver(reader, concurrency)
-        inspect = reader.inspect if full else reader.manifest_facts
+        inspect = partial(reader.manifest_facts, whole=full)
         observation = _with_moves(observation, pool, inspect, known_tags or {}, known_images)
     return replace(observation, platform=platform)
 

@@ -164,11 +164,13 @@ class _Reader:
         top = self._images.manifest(digest)
         return image_facts(top, self._images.platform_image(top, self._platform))
 
-    def manifest_facts(self, digest: str) -> ImageFacts | None:
-        """One manifest GET: a manifest that is gone, or one regwatch cannot read, is no fact
-        and never fails the poll that only wanted to describe a move."""
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        """One manifest GET (with `whole`, all `inspect` reads): a manifest that is gone, or one
+        regwatch cannot read, is no fact and never fails a poll that only describes a move."""
         try:
-            return image_facts(self._images.manifest(digest), None)
+            return (
+                self.inspect(digest) if whole else image_facts(self._images.manifest(digest), None)
+            )
         except (NotFound, UnsupportedMedia, ImageError) as exc:
             log.debug("describing %s@%s: %s", self._repository, digest, exc)
             return None

@@ -37,8 +37,8 @@ class Registry:
         self.inspected.append(digest)
         return self.manifests[digest]
 
-    def manifest_facts(self, digest: str) -> ImageFacts | None:
-        self.described.append(digest)
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        (self.inspected if whole else self.described).append(digest)
         return self.manifests.get(digest)
 
 
@@ -108,13 +108,16 @@ def test_without_a_store_nothing_is_described() -> None:
     assert observation.inspected == ()
 
 
-def test_a_mode_that_reads_configs_inspects_moves_whole() -> None:
-    registry = Registry({"latest": B}, {A: image(A), B: image(B)})
+def test_a_mode_that_reads_configs_inspects_moves_whole_and_a_gone_one_is_no_fact() -> None:
+    registry = Registry({"latest": B}, {B: image(B)})
 
-    poll(registry, {"latest": A}, selection=Selection(tag_regex=".", created_at_sort=True))
+    observation = poll(
+        registry, {"latest": A}, selection=Selection(tag_regex=".", created_at_sort=True)
+    )
 
     assert sorted(registry.inspected) == [A, B]
     assert registry.described == []
+    assert [facts.digest for facts in observation.inspected] == [B]
 
 
 def decided(

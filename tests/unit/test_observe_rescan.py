@@ -25,7 +25,7 @@ class Registry:
     def inspect(self, digest: str) -> ImageFacts:
         raise AssertionError("not inspected")
 
-    def manifest_facts(self, digest: str) -> ImageFacts | None:
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
         raise AssertionError("not inspected")
 
 
