@@ -81,16 +81,27 @@ def decide(state: RepoState, observation: Observation) -> list[Event]:
     listing that lacks it.
     """
     events: list[Event] = []
+    platform = observation.platform
+    children = _children(state, observation) if platform else {}
     for tag, digest in observation.resolved.items():
         old = state.tags.get(tag)
         if old is None:
-            events.append(TagAppeared(tag=tag, digest=digest))
+            events.append(TagAppeared(tag=tag, digest=digest, platform=platform))
         elif old != digest:
-            events.append(TagMoved(tag=tag, old_digest=old, new_digest=digest))
+            changed = _platform_changed(children, old, digest, platform) if platform else None
+            events.append(
+                TagMoved(
+                    tag=tag,
+                    old_digest=old,
+                    new_digest=digest,
+                    platform=platform,
+                    platform_changed=changed,
+                )
+            )
     listed = set(observation.listed) if observation.listed is not None else None
     for tag, digest in state.tags.items():
         if tag in observation.missing or (listed is not None and tag not in listed):
-            events.append(TagDisappeared(tag=tag, digest=digest))
+            events.append(TagDisappeared(tag=tag, digest=digest, platform=platform))
     for facts in observation.inspected:
         if facts.digest in state.images:
             continue
@@ -109,3 +120,40 @@ def decide(state: RepoState, observation: Observation) -> list[Event]:
             )
         )
     return events
+
+
+_Children = Mapping[str, tuple[tuple[str, str, str | None, str], ...]]
+
+
+def _children(state: RepoState, observation: Observation) -> _Children:
+    """Each known manifest's children as (os, architecture, variant, digest); () for an image."""
+    known: dict[str, tuple[tuple[str, str, str | None, str], ...]] = {
+        digest: tuple((p.os, p.architecture, p.variant, p.digest) for p in image.platforms)
+        for digest, image in state.images.items()
+    }
+    known.update((facts.digest, facts.platforms) for facts in observation.inspected)
+    return known
+
+
+def _platform_changed(children: _Children, old: str, new: str, platform: str) -> bool | None:
+    """Whether `platform`'s own image differs between two manifests; None when either is not
+    known (gone before it could be inspected) or lacks the platform."""
+    before, after = _image_for(children, old, platform), _image_for(children, new, platform)
+    return None if before is None or after is None else before != after
+
+
+def _image_for(children: _Children, digest: str, platform: str) -> str | None:
+    """The manifest `platform` runs from: an index's first matching child (the variant counts
+    only when the platform names one, as when pulling), or an image itself."""
+    found = children.get(digest)
+    if found is None:
+        return None
+    if not found:
+        return digest
+    os, architecture, *variant = platform.split("/")
+    for child_os, child_architecture, child_variant, child in found:
+        if (child_os, child_architecture) == (os, architecture) and (
+            not variant or child_variant == variant[0]
+        ):
+            return child
+    return None

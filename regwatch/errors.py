@@ -17,6 +17,7 @@
     ├── StoreError               the event store refused
     │   ├── Conflict             another writer appended to the stream first
     │   └── SchemaNotCurrent     the database needs `regwatch migrate`
+    ├── NotRecorded              the log holds no answer (a tag absent at the moment asked)
     └── DeliveryFailed           a notification sink did not accept an event (it stays pending)
 
 Messages are lower-case causal chains that name the host and repository involved and never
@@ -107,6 +108,10 @@ class Conflict(StoreError):
 
 class SchemaNotCurrent(StoreError):
     """The database schema is older than this regwatch."""
+
+
+class NotRecorded(RegwatchError):
+    """The log has no answer to the question: `history --at T --tag TAG` of a tag absent at T."""
 
 
 class DeliveryFailed(RegwatchError):

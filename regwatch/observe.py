@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol, TypeVar
 
 from regwatch.rescan import Rescan
@@ -51,6 +52,11 @@ class RegistryReader(Protocol):
 
     def inspect(self, digest: str) -> ImageFacts: ...
 
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        """The manifest (one GET: an index's platforms), and with `whole` what `inspect` reads
+        too; None when it is gone or unreadable."""
+        ...
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -61,6 +67,8 @@ class Observation:
     missing: frozenset[str] = frozenset()
     digests_present: frozenset[str] = frozenset()
     inspected: tuple[ImageFacts, ...] = ()
+    platform: str | None = None
+    """The watch's explicit platform (`os/arch[/variant]`), which its tag events carry."""
 
 
 def observe(
@@ -76,6 +84,8 @@ def observe(
     rescan: timedelta | None = None,
     last_poll: datetime | None = None,
     inspection_waits: Callable[[], bool] = lambda: False,
+    inspect_moves: bool = False,
+    platform: str | None = None,
 ) -> Observation:
     """Look at the registry as the check mode needs; `known_images` are not inspected again.
 
@@ -85,16 +95,78 @@ def observe(
     no news. In such a poll, `inspection_waits` says (once the tags are resolved) that the
     registry's rate-limit budget is low: config blobs wait for a later poll rather than spend
     the last of it.
+
+    With `inspect_moves` (a poll that records), the old and the new digest of each tag that
+    moved are inspected when they are not known images yet, so the history can tell which
+    platforms a move added or removed and whether `platform`'s own image changed: a manifest
+    GET each, the config too only where the mode reads it (`created_at_sort`). Appeared tags
+    are not inspected: a first poll of 500 tags must not cost 500 GETs.
     """
+    observation = _observe(
+        reader,
+        selection,
+        cursor,
+        stream=stream,
+        taken_at=now(),
+        concurrency=concurrency,
+        known_images=known_images,
+        known_tags=known_tags or {},
+        rescan=rescan,
+        last_poll=last_poll,
+        inspection_waits=inspection_waits,
+    )
+    if inspect_moves and not (rescan is not None and inspection_waits()):
+        full = selection.mode is Mode.REGEX and selection.created_at_sort
+        pool = _Resolver(reader, concurrency)
+        inspect = partial(reader.manifest_facts, whole=full)
+        observation = _with_moves(observation, pool, inspect, known_tags or {}, known_images)
+    return replace(observation, platform=platform)
+
+
+def _with_moves(
+    observation: Observation,
+    pool: _Resolver,
+    inspect: Callable[[str], ImageFacts | None],
+    known_tags: Mapping[str, str],
+    known_images: frozenset[str],
+) -> Observation:
+    """`observation` with the old and new manifests of its moved tags inspected (once each)."""
+    moves = [
+        (known_tags[tag], digest)
+        for tag, digest in observation.resolved.items()
+        if tag in known_tags and known_tags[tag] != digest
+    ]
+    skip = known_images | {facts.digest for facts in observation.inspected}
+    wanted = [d for d in dict.fromkeys(d for move in moves for d in move) if d not in skip]
+    if not wanted:
+        return observation
+    found = pool.map(inspect, wanted)
+    inspected = (*observation.inspected, *(facts for facts in found if facts is not None))
+    return replace(observation, inspected=inspected)
+
+
+def _observe(
+    reader: RegistryReader,
+    selection: Selection,
+    cursor: TagDigest | None,
+    *,
+    stream: str,
+    taken_at: datetime,
+    concurrency: int,
+    known_images: frozenset[str],
+    known_tags: Mapping[str, str],
+    rescan: timedelta | None,
+    last_poll: datetime | None,
+    inspection_waits: Callable[[], bool],
+) -> Observation:
     mode = selection.mode
-    taken_at = now()
     pool = _Resolver(reader, concurrency)
     if mode is Mode.TAG:
         return _observe_tag(pool, reader, selection.tag or "", cursor, stream, taken_at)
     if mode is Mode.REGEX:
         compile_regex(selection.tag_regex or "")  # a bad pattern costs no request (spec §3.4)
     listed = tuple(reader.list_tags())
-    known = known_tags or {}
+    known = known_tags
     share = Rescan(rescan, taken_at, last_poll) if rescan is not None else None
     if mode is Mode.REGEX:
         matches = regex_matches(listed, selection)

@@ -79,7 +79,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ),
     (
         "regwatch.projections.history",
-        (*VOCABULARY, *EVENTS, "regwatch.rescan", "regwatch.store.eventstore"),
+        (*VOCABULARY, *EVENTS, "regwatch.rescan", "regwatch.store.records"),
         frozenset({"pydantic", "semver"}),
     ),
     (

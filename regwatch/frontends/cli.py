@@ -9,11 +9,12 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, NoReturn, TextIO
 
 from regwatch import __version__
-from regwatch.errors import ConfigError, RegwatchError
+from regwatch.errors import ConfigError, NotRecorded, RegwatchError
 from regwatch.frontends.output import (
     OneLineFormatter,
     deliver,
@@ -21,8 +22,6 @@ from regwatch.frontends.output import (
     log_warnings,
     write_line,
 )
-from regwatch.net import request_timeout_from_env
-from regwatch.registry.dockerconfig import docker_credentials
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.specs import Access
@@ -92,6 +91,8 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from regwatch.frontends import daemon  # noqa: PLC0415  # APScheduler: for the daemon only
     from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
     from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
+    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
+    from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
 
     config = load_config(Path(args.config), env)
     listen = parse_listen(args.listen) if args.listen else None
@@ -132,9 +133,70 @@ def _status(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return statusview.as_json(rows) if args.format == "json" else statusview.as_table(rows)
 
 
+def _history(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """Read only: the store must exist, and nothing in it changes."""
+    from regwatch.frontends.historyview import (  # noqa: PLC0415
+        INTERVAL,
+        TAGS_AT,
+        parse_moment,
+        render,
+        render_one,
+    )
+    from regwatch.projections.history import ROW, absence, iso_time, pointing_at  # noqa: PLC0415
+    from regwatch.refs import parse_repository, parse_tag  # noqa: PLC0415
+
+    repository = parse_repository(args.repository)
+    tag = parse_tag(args.tag) if args.tag is not None else None
+    now = datetime.now(UTC)
+    at, since, until = (
+        parse_moment(option, text, now) if text is not None else None
+        for option, text in (("--at", args.at), ("--since", args.since), ("--until", args.until))
+    )
+    if at is not None and (since or until):
+        raise ConfigError("--at answers for one moment: leave out --since and --until")
+    with Service(store=_history_store(args, env)) as service:
+        rows = service.history(repository)
+    if at is not None:
+        present = pointing_at(rows if tag is None else [m for m in rows if m.tag == tag], at)
+        if tag is None:
+            return render([p.row() for p in present.values()], TAGS_AT, args.format)
+        if tag not in present:
+            raise NotRecorded(
+                f"tag {tag} of {repository} was not present at {iso_time(at)}:"
+                f" {absence(rows, tag, at)}"
+            )
+        answer = present[tag].row()
+        return render_one({k: answer[k] for k in INTERVAL}, INTERVAL, args.format)
+    chosen = [
+        m.row()
+        for m in rows
+        if (tag is None or m.tag == tag)
+        and (since is None or m.time >= since)
+        and (until is None or m.time <= until)
+    ]
+    # The table is for people: the repository they asked about is not repeated on each line.
+    columns = ROW if args.format != "table" else tuple(c for c in ROW if c != "repository")
+    return render(chosen, columns, args.format)
+
+
+def _history_store(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    """`--store`, else the store of `--config`, else the daemon's default store."""
+    if args.store:
+        return str(args.store)
+    from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
+
+    if args.config:
+        return load_config(Path(args.config), env).store
+    return default_store(env)
+
+
 def _service(env: Mapping[str, str]) -> Service:
     """A service whose registries fall back to the Docker config's credentials; a helper must
     answer within the request timeout."""
+    # Imported here: the HTTP stack (~0.2 s of start-up) is for the commands that use it.
+    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
+    from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
+
     timeout = request_timeout_from_env(env)
     return Service(
         retry=RetryPolicy.from_env(env),
@@ -274,6 +336,33 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", "-c", required=True, metavar="FILE", help="the YAML config")
     status.add_argument("--format", choices=("table", "json"), default="table")
     status.set_defaults(command=_status)
+
+    history = commands.add_parser(
+        "history",
+        parents=[debug],
+        help="show what a repository's tags pointed to, and when that changed",
+        description="Show the tag movements the store recorded for REPOSITORY, oldest first, "
+        "or with --at what each tag pointed to at that moment. Reads only. A time T is ISO "
+        "8601 (2026-03-01, 2026-03-01T12:00:00Z; UTC when no offset is given) or how long "
+        "ago (2d, 3h, 30m).",
+    )
+    history.add_argument("repository", metavar="REPOSITORY", help="e.g. alpine or ghcr.io/acme/app")
+    history.add_argument("--tag", metavar="TAG", help="only this tag")
+    history.add_argument("--since", metavar="T", help="only movements at or after T")
+    history.add_argument("--until", metavar="T", help="only movements at or before T")
+    history.add_argument(
+        "--at", metavar="T", help="what the tags (or --tag) pointed to at T, since and until when"
+    )
+    history.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    where = history.add_mutually_exclusive_group()
+    where.add_argument("--store", metavar="URL", help="the store's SQLAlchemy URL")
+    where.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        help="the daemon's YAML config, whose store to read (default: the daemon's default store)",
+    )
+    history.set_defaults(command=_history)
 
     check = commands.add_parser(
         "check",

@@ -10,23 +10,37 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from regwatch.events import (
-    ImageInspected,
-    PlatformImage,
-    TagAppeared,
-    TagDisappeared,
-    TagMoved,
-    from_payload,
-)
+from regwatch.errors import StoreError
 from regwatch.rescan import is_full_version
 
 if TYPE_CHECKING:
-    from regwatch.store.eventstore import StoredEvent
+    from regwatch.store.records import StoredEvent
 
 TAG_KINDS: Final = frozenset({"TagAppeared", "TagMoved", "TagDisappeared"})
-"""The event kinds that are tag history; `ImageInspected` only informs their rows."""
+"""The event kinds that are tag history: one `Movement` each."""
+
+READS: Final = {"TagAppeared": 2, "TagMoved": 2, "TagDisappeared": 2, "ImageInspected": 1}
+"""The schema versions of the payloads read here, as JSON: `regwatch history` must answer in a
+fraction of a second, and the event models cost it pydantic (~0.2 s of start-up). Versions 1
+lack only fields that default to null. `tests/unit/test_history.py` keeps these equal to
+`events.SCHEMA_VERSION` and the reading equal to the models' decoding."""
+
+ROW: Final = (
+    "time",
+    "kind",
+    "repository",
+    "tag",
+    "digest",
+    "previous_digest",
+    "repush",
+    "rollback",
+    "platforms_added",
+    "platforms_removed",
+    "platform_changed",
+)
+"""A history row's fields, in the order every format shows them."""
 
 _KINDS: Final = {"TagAppeared": "appeared", "TagMoved": "moved", "TagDisappeared": "disappeared"}
 
@@ -55,7 +69,7 @@ class Movement:
     platform_changed: bool | None
 
     def row(self) -> dict[str, Any]:
-        """The issue's fields in the issue's order, as JSON values."""
+        """The fields of `ROW` in its order, as JSON values."""
         return {
             "time": iso_time(self.time),
             "kind": self.kind,
@@ -82,63 +96,151 @@ def movements(repository: str, stored: Iterable[StoredEvent]) -> list[Movement]:
     The platforms of a move come from the `ImageInspected` events of both digests, wherever
     they stand in the stream (a poll appends its inspections after its tag events).
     """
-    tagged: list[tuple[StoredEvent, TagAppeared | TagMoved | TagDisappeared]] = []
+    tagged: list[tuple[StoredEvent, _Fact]] = []
     platforms: dict[str, tuple[str, ...]] = {}
     for event in stored:
-        if event.kind in TAG_KINDS or event.kind == "ImageInspected":
-            decoded = from_payload(event.kind, event.schema_version, event.payload)
-            if isinstance(decoded, ImageInspected):
-                if decoded.platforms:
-                    platforms[decoded.digest] = tuple(_platform(p) for p in decoded.platforms)
-            elif isinstance(decoded, TagAppeared | TagMoved | TagDisappeared):
-                tagged.append((event, decoded))
+        kind = event.kind
+        if kind not in READS:
+            continue
+        if event.schema_version > READS[kind]:
+            _refuse(event)
+        payload = event.payload
+        if kind in TAG_KINDS:
+            tagged.append((event, _fact(kind, payload)))
+        else:
+            children = payload.get("platforms") or ()
+            if children:
+                platforms[payload["digest"]] = tuple(_platform(child) for child in children)
     pointed: dict[str, set[str]] = {}
     rows: list[Movement] = []
     for event, fact in tagged:
         seen = pointed.setdefault(fact.tag, set())
         rows.append(_movement(repository, event, fact, seen, platforms))
-        if not isinstance(fact, TagDisappeared):
-            seen.add(fact.digest if isinstance(fact, TagAppeared) else fact.new_digest)
+        if fact.kind != "disappeared":
+            seen.add(fact.digest)
     return rows
+
+
+@dataclass(frozen=True)
+class _Fact:
+    """A tag event's payload, whichever schema version wrote it."""
+
+    kind: str
+    tag: str
+    digest: str
+    previous: str | None
+    platform: str | None
+    platform_changed: bool | None
+
+
+def _fact(kind: str, payload: Mapping[str, Any]) -> _Fact:
+    platform = payload.get("platform")
+    if kind == "TagMoved":
+        return _Fact(
+            "moved",
+            payload["tag"],
+            payload["new_digest"],
+            payload["old_digest"],
+            platform,
+            payload.get("platform_changed"),
+        )
+    return _Fact(_KINDS[kind], payload["tag"], payload["digest"], None, platform, None)
+
+
+def _refuse(event: StoredEvent) -> NoReturn:
+    """A payload newer than this projection reads: the events module words the refusal."""
+    from regwatch.events import from_payload  # noqa: PLC0415  # pydantic: only on this path
+
+    from_payload(event.kind, event.schema_version, event.payload)
+    raise StoreError(f"history cannot read {event.kind} at schema version {event.schema_version}")
 
 
 def _movement(
     repository: str,
     event: StoredEvent,
-    fact: TagAppeared | TagMoved | TagDisappeared,
+    fact: _Fact,
     seen: set[str],
     platforms: Mapping[str, tuple[str, ...]],
 ) -> Movement:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    if isinstance(fact, TagMoved):
-        digest, previous = fact.new_digest, fact.old_digest
-        old, new = platforms.get(previous), platforms.get(digest)
+    moved = fact.kind == "moved"
+    if moved and fact.previous is not None:
+        old, new = platforms.get(fact.previous), platforms.get(fact.digest)
         if old is not None and new is not None:
             added = tuple(sorted(set(new) - set(old)))
             removed = tuple(sorted(set(old) - set(new)))
         changed = fact.platform_changed
     else:
-        digest, previous = fact.digest, None
         changed = None if fact.platform is None else False
-    moved = isinstance(fact, TagMoved)
     return Movement(
         position=event.position,
         version=event.version,
         time=event.observed_at,
-        kind=_KINDS[fact.kind],
+        kind=fact.kind,
         repository=repository,
         tag=fact.tag,
-        digest=digest,
-        previous_digest=previous,
+        digest=fact.digest,
+        previous_digest=fact.previous,
         repush=moved and is_full_version(fact.tag),
-        rollback=moved and digest in seen,
+        rollback=moved and fact.digest in seen,
         platforms_added=added,
         platforms_removed=removed,
         platform_changed=changed,
     )
 
 
-def _platform(child: PlatformImage) -> str:
-    parts = (child.os, child.architecture, child.variant)
+def _platform(child: Mapping[str, Any]) -> str:
+    parts = (child.get("os"), child.get("architecture"), child.get("variant"))
     return "/".join(part for part in parts if part)
+
+
+@dataclass(frozen=True)
+class Pointing:
+    """A tag's digest over an interval: set at `since`, changed at `until` (None: still is)."""
+
+    tag: str
+    digest: str
+    since: datetime
+    until: datetime | None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "digest": self.digest,
+            "since": iso_time(self.since),
+            "until": None if self.until is None else iso_time(self.until),
+        }
+
+
+def pointing_at(rows: Iterable[Movement], moment: datetime) -> dict[str, Pointing]:
+    """Each tag present at `moment` (an event at that very instant has happened), by tag name.
+
+    `since` is the event that made the tag point at its digest then, `until` the tag's next
+    event after `moment` (a move or its disappearance).
+    """
+    current: dict[str, Pointing] = {}
+    ended: dict[str, Pointing] = {}
+    for movement in rows:
+        tag = movement.tag
+        if movement.time > moment:
+            held = current.pop(tag, None)
+            if held is not None:
+                ended[tag] = Pointing(tag, held.digest, held.since, movement.time)
+        elif movement.kind == "disappeared":
+            current.pop(tag, None)
+        else:
+            current[tag] = Pointing(tag, movement.digest, movement.time, None)
+    found = {**current, **ended}
+    return {tag: found[tag] for tag in sorted(found)}
+
+
+def absence(rows: Iterable[Movement], tag: str, moment: datetime) -> str:
+    """Why `tag` has no digest at `moment`, in words: gone by then, not yet there, or unknown."""
+    own = [movement for movement in rows if movement.tag == tag]
+    before = [movement for movement in own if movement.time <= moment]
+    if before:
+        return f"it disappeared at {iso_time(before[-1].time)}"
+    if own:
+        return f"it first appeared at {iso_time(own[0].time)}"
+    return "the store never saw it"

@@ -12,6 +12,7 @@ Each use case's module is imported when it is first called: `in`'s rootfs pipeli
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -20,9 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from regwatch.errors import StoreError
-from regwatch.net import DEFAULT_REQUEST_TIMEOUT
 from regwatch.retrying import RetryPolicy
-from regwatch.service.clients import ClientPool, CredentialLookup
 from regwatch.specs import (
     Access,
     FetchSpec,
@@ -37,6 +36,9 @@ from regwatch.specs import (
 if TYPE_CHECKING:
     from regwatch.events import Event
     from regwatch.observe import Observation
+    from regwatch.projections.history import Movement
+    from regwatch.refs import Repository
+    from regwatch.service.clients import ClientPool, CredentialLookup
     from regwatch.service.polling import Poll
     from regwatch.service.status import RepositoryStatus
     from regwatch.service.unpack import Progress
@@ -77,10 +79,9 @@ class Service:
         """The daemon process (`host:pid`) the runs name; None for a step."""
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        timeout = request_timeout or DEFAULT_REQUEST_TIMEOUT
-        self.clients = ClientPool(
-            self.retry, timeout, sleep, on_answer=on_answer, credentials=credentials, now=now
-        )
+        self._pool_settings = (request_timeout, on_answer, credentials)
+        self._clients: ClientPool | None = None
+        self._clients_lock = threading.Lock()
         self._store_url = store or None
         self._store: EventStore | None = None
         self.polled_at: dict[tuple[str, Selection], datetime] = {}
@@ -98,8 +99,29 @@ class Service:
     ) -> None:
         self.close()
 
+    @property
+    def clients(self) -> ClientPool:
+        """The registry clients, made on first use: a command that only reads the store
+        (`history`, `status`) never loads the HTTP stack."""
+        with self._clients_lock:
+            if self._clients is None:
+                from regwatch.net import DEFAULT_REQUEST_TIMEOUT  # noqa: PLC0415
+                from regwatch.service.clients import ClientPool  # noqa: PLC0415
+
+                timeout, on_answer, credentials = self._pool_settings
+                self._clients = ClientPool(
+                    self.retry,
+                    timeout or DEFAULT_REQUEST_TIMEOUT,
+                    self.sleep,
+                    on_answer=on_answer,
+                    credentials=credentials,
+                    now=self.now,
+                )
+            return self._clients
+
     def close(self) -> None:
-        self.clients.close()
+        if self._clients is not None:
+            self._clients.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -112,6 +134,20 @@ class Service:
         from regwatch.store.engine import shown  # noqa: PLC0415  # see `store`
 
         return shown(self.store().engine.url)
+
+    @property
+    def store_url(self) -> str | None:
+        """The store's URL as given (it may hold a password: never show it; see `store_named`)."""
+        return self._store_url
+
+    @property
+    def store_named(self) -> str:
+        """The store's URL as it may be shown, without opening (or creating) the store."""
+        if self._store_url is None:
+            return "(none)"
+        from regwatch.store.engine import shown_text  # noqa: PLC0415  # see `store`
+
+        return shown_text(self._store_url)
 
     @property
     def persistent(self) -> bool:
@@ -135,7 +171,7 @@ class Service:
         if self._store_url is None:
             return None
         if self._store is None:
-            from regwatch.store.migrate import open_existing  # noqa: PLC0415  # see `store`
+            from regwatch.store.existing import open_existing  # noqa: PLC0415  # see `store`
 
             self._store = open_existing(self._store_url)
         return self._store
@@ -174,6 +210,12 @@ class Service:
         from regwatch.service.put import put  # noqa: PLC0415
 
         return put(self, spec, push, sources, progress=progress)
+
+    def history(self, repository: Repository) -> list[Movement]:
+        """Every tag event of the repository as a history row (`regwatch history`); reads only."""
+        from regwatch.service.history import history  # noqa: PLC0415
+
+        return history(self, repository)
 
     def status(self, specs: Sequence[WatchSpec]) -> list[RepositoryStatus]:
         """What the log knows of each spec's repository (`regwatch status`); reads only."""

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from regwatch.decide import RepoState, decide, fold
-from regwatch.errors import ConfigError, RateLimited, RegwatchError, StoreError
+from regwatch.errors import (
+    ConfigError,
+    ImageError,
+    NotFound,
+    RateLimited,
+    RegwatchError,
+    StoreError,
+    UnsupportedMedia,
+)
 from regwatch.events import Event, PollFailed, PollSucceeded
 from regwatch.image.manifests import wanted_platform
 from regwatch.observe import ImageFacts, Observation, observe
@@ -95,6 +103,8 @@ def poll(
             rescan=spec.rescan,
             last_poll=last_poll,
             inspection_waits=lambda: transport.rate_limits.low(repository.wire_host),
+            inspect_moves=store is not None,
+            platform=reader.platform,
         )
         requests, seconds = spent()
         if store is None:
@@ -144,6 +154,8 @@ class _Reader:
         self._platform = wanted_platform(
             platform.architecture if platform else None, platform.os if platform else None
         )
+        self.platform = str(self._platform) if platform else None
+        """The watch's explicit platform as its tag events name it; None when it has none."""
 
     def list_tags(self) -> list[str]:
         """The listing without names no registry can hold, which no request may carry."""
@@ -166,6 +178,17 @@ class _Reader:
         """Manifest, the platform's image for an index, and its config's `created` (§3.4)."""
         top = self._images.manifest(digest)
         return image_facts(top, self._images.platform_image(top, self._platform))
+
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        """One manifest GET (with `whole`, all `inspect` reads): a manifest that is gone, or one
+        regwatch cannot read, is no fact and never fails a poll that only describes a move."""
+        try:
+            return (
+                self.inspect(digest) if whole else image_facts(self._images.manifest(digest), None)
+            )
+        except (NotFound, UnsupportedMedia, ImageError) as exc:
+            log.debug("describing %s@%s: %s", self._repository, digest, exc)
+            return None
 
     def _reference(self, text: str) -> Reference:
         if text.startswith(("sha256:", "sha512:")):

@@ -63,6 +63,14 @@ def shown(url: sa.URL) -> str:
     return text + "?" + "&".join(f"{key}=***" for key in sorted(url.query))
 
 
+def shown_text(url: str) -> str:
+    """`shown` for a URL still in its text; one that does not parse is not shown at all."""
+    try:
+        return shown(sa.make_url(url))
+    except (exc.ArgumentError, ValueError):
+        return "(an invalid URL)"
+
+
 def _missing(err: ImportError) -> str:
     """A driver that is not installed, and how to install the one regwatch supports."""
     module = err.name or "?"

@@ -24,6 +24,7 @@ from sqlalchemy import exc
 from regwatch.errors import Conflict, StoreError
 from regwatch.events import RUN_STREAM_SUFFIX
 from regwatch.store.engine import shown, write_transaction
+from regwatch.store.records import StoredEvent as StoredEvent
 from regwatch.store.schema import blob_locations as blob_locations_table
 from regwatch.store.schema import checkpoints as checkpoints_table
 from regwatch.store.schema import events as events_table
@@ -51,20 +52,6 @@ class Snapshot:
     version: int
     schema_version: int
     state: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as the store holds it; datetimes come back timezone-aware, in UTC."""
-
-    position: int
-    stream: str
-    version: int
-    kind: str
-    schema_version: int
-    payload: dict[str, Any]
-    observed_at: datetime
-    recorded_at: datetime
 
 
 PAGE = 1000

@@ -11,7 +11,6 @@ regwatch schema yet, and otherwise used only at head; `migrate` is the one way t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,7 +103,7 @@ def migrate(url: str) -> Migration:
     with _engine(url) as engine:
         before, head = current_revision(engine), head_revision()
         if before is not None and not _known(before):
-            raise _not_current(engine, before, head)
+            raise not_current(engine, before, head)
         if before != head:
             upgrade(engine)
         return Migration(shown(engine.url), before, current_revision(engine) or head)
@@ -130,33 +129,6 @@ def open_store(url: str | None, clock: Callable[[], datetime] | None = None) -> 
     return EventStore(engine) if clock is None else EventStore(engine, clock)
 
 
-def open_existing(url: str) -> EventStore | None:
-    """The store at `url` for reading only: None when it does not exist or holds no schema.
-
-    Nothing is created or changed: a SQLite file that is not there is not made, an empty
-    database is not migrated (`status` and `history` read; they never write). A store at
-    another revision is refused as for every command.
-    """
-    engine = create_engine(url)
-    try:
-        database = engine.url.database
-        if engine.url.get_backend_name() == "sqlite" and not (
-            is_memory(engine.url) or (database and os.path.exists(database))
-        ):
-            engine.dispose()
-            return None
-        current, head = current_revision(engine), head_revision()
-        if current is None:
-            engine.dispose()
-            return None
-        if current != head:
-            raise _not_current(engine, current, head)
-    except BaseException:
-        engine.dispose()
-        raise
-    return EventStore(engine)
-
-
 def prepare_persistent(engine: sa.Engine) -> None:
     """Use a persistent store only at this regwatch's revision, and never change it silently.
 
@@ -168,11 +140,12 @@ def prepare_persistent(engine: sa.Engine) -> None:
     if current == head:
         return
     if current is not None:
-        raise _not_current(engine, current, head)
+        raise not_current(engine, current, head)
     upgrade(engine)
 
 
-def _not_current(engine: sa.Engine, current: str | None, head: str) -> SchemaNotCurrent:
+def not_current(engine: sa.Engine, current: str | None, head: str) -> SchemaNotCurrent:
+    """The refusal of a store at `current` by a regwatch whose newest revision is `head`."""
     where = shown(engine.url)
     if current is not None and not _known(current):
         return SchemaNotCurrent(

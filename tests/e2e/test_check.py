@@ -105,7 +105,8 @@ def test_persistent_store_keeps_the_audit_trail(
     polls = [set(poll) for poll in split_polls(events(database))]
     assert polls == [
         {("TagAppeared", "1.0.0"), ("TagAppeared", "latest")},
-        {("TagAppeared", "1.1.0"), ("TagMoved", "latest")},
+        # the move's old and new manifests are described for the history
+        {("TagAppeared", "1.1.0"), ("TagMoved", "latest"), ("ImageInspected", None)},
     ]
 
 

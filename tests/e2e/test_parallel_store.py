@@ -134,6 +134,9 @@ def test_parallel_checks_record_a_moved_tag_once(
         ("TagAppeared", "latest"): 1,
         ("TagAppeared", "1.1.0"): 1,
         ("TagMoved", "latest"): 1,
+        # the move's old and new manifests, described once for the history
+        ("ImageInspected", ONE.digest): 1,
+        ("ImageInspected", TWO.digest): 1,
     }
 
 

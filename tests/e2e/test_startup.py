@@ -16,12 +16,16 @@ import json
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from regwatch.events import TagAppeared
 from regwatch.refs import Repository
+from regwatch.service.recording import new_event
+from regwatch.store.migrate import open_store
 from tests import images
 from tests.e2e.steps import client_for
 from tests.registries import RegistryServer
@@ -136,3 +140,24 @@ def test_in_without_a_store_records_nothing(
     assert json.loads(out)["version"] == {"tag": "stable", "digest": image.digest}
     assert (destination / "rootfs" / "etc" / "name").read_bytes() == b"startup"
     assert loaded & {"sqlalchemy", "alembic", "rich"} == set()
+
+
+def test_history_of_a_sqlite_store_loads_no_database_library_no_http_and_no_models(
+    tmp_path: Path,
+) -> None:
+    """`history` answers in a fraction of a second: the stdlib reads a SQLite file."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    digest = "sha256:" + "a" * 64
+    with open_store(url) as store:
+        event = TagAppeared(tag="latest", digest=digest)
+        store.append("index.docker.io/library/alpine", 0, [new_event(event, datetime.now(UTC))])
+
+    out, loaded = run_cli(["history", "alpine", "--store", url, "--format", "csv"], tmp_path)
+
+    assert out.splitlines()[1].split(",")[1:5] == [
+        "appeared",
+        "index.docker.io/library/alpine",
+        "latest",
+        digest,
+    ]
+    assert loaded & (HEAVY | MODELS | {"requests", "urllib3"}) == set()

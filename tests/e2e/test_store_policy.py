@@ -135,7 +135,7 @@ def test_an_event_from_a_newer_regwatch_is_one_clear_line(
 
     assert_fails(
         refused,
-        "TagAppeared at schema version 7, newer than this regwatch knows (its newest is 1)",
+        "TagAppeared at schema version 7, newer than this regwatch knows (its newest is 2)",
         "upgrade regwatch",
     )
     assert "internal error" not in refused.stderr

@@ -452,6 +452,9 @@ def test_retags_and_deletes_made_with_skopeo_between_polls_are_recorded(
 
     assert done.returncode == 0, done.stderr
     changes = [(k, p) for s, _, k, p in rows(store) if s == repository.name][3:]
-    assert ("TagMoved", {"tag": "latest", "old_digest": old, "new_digest": new}) in changes
-    assert ("TagDisappeared", {"tag": "1.0.0", "digest": old}) in changes
-    assert len(changes) == 2
+    moved = {"tag": "latest", "old_digest": old, "new_digest": new, "platform": None}
+    assert ("TagMoved", {**moved, "platform_changed": None}) in changes
+    assert ("TagDisappeared", {"tag": "1.0.0", "digest": old, "platform": None}) in changes
+    # the move's new manifest is described for the history; the old one is gone (no fact)
+    assert [p["digest"] for k, p in changes if k == "ImageInspected"] == [new]
+    assert len(changes) == 3

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from regwatch.errors import SchemaNotCurrent, StoreError
 from regwatch.store import migrate
 from regwatch.store.engine import create_engine
+from regwatch.store.records import REVISION
 from regwatch.store.schema import metadata
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +46,11 @@ TABLES = {"alembic_version", "events", "checkpoints", "snapshots", "blob_locatio
 
 def test_head_is_the_newest_revision() -> None:
     assert migrate.head_revision() == HEAD
+
+
+def test_the_tables_know_their_revision_without_alembic() -> None:
+    """Read-only commands check a store against `records.REVISION`, not the scripts."""
+    assert migrate.head_revision() == REVISION
 
 
 def test_upgrade_an_empty_database_to_head(engine: sa.Engine) -> None:

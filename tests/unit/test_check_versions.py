@@ -55,6 +55,9 @@ class MemoryRegistry:
             digest, "application/vnd.oci.image.manifest.v1+json", 1, self.created.get(digest)
         )
 
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        raise AssertionError("a check without a store inspects no moves")
+
 
 def run(
     registry: MemoryRegistry,

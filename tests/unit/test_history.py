@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from regwatch.errors import StoreError
 from regwatch.events import (
     SCHEMA_VERSION,
     Event,
@@ -15,9 +18,17 @@ from regwatch.events import (
     TagAppeared,
     TagDisappeared,
     TagMoved,
+    from_payload,
     to_payload,
 )
-from regwatch.projections.history import Movement, movements
+from regwatch.projections.history import (
+    READS,
+    Movement,
+    Pointing,
+    absence,
+    movements,
+    pointing_at,
+)
 from regwatch.store.eventstore import StoredEvent
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
@@ -204,3 +215,118 @@ def test_platform_changed_follows_the_watch_platform() -> None:
 
 def test_an_empty_stream_has_no_history() -> None:
     assert movements(REPO, []) == []
+
+
+def hours(number: int) -> datetime:
+    return START + timedelta(hours=number)
+
+
+TIMELINE = movements(
+    REPO,
+    stored(
+        TagAppeared(tag="latest", digest=A),  # 0h
+        TagAppeared(tag="1.0", digest=A),  # 1h
+        TagMoved(tag="latest", old_digest=A, new_digest=B),  # 2h
+        TagDisappeared(tag="1.0", digest=A),  # 3h
+        TagAppeared(tag="2.0", digest=B),  # 4h
+        TagMoved(tag="latest", old_digest=B, new_digest=C),  # 5h
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (hours(0) - timedelta(seconds=1), {}),
+        (hours(0), {"latest": Pointing("latest", A, hours(0), hours(2))}),
+        (
+            hours(1) + timedelta(minutes=30),
+            {
+                "1.0": Pointing("1.0", A, hours(1), hours(3)),
+                "latest": Pointing("latest", A, hours(0), hours(2)),
+            },
+        ),
+        (hours(3), {"latest": Pointing("latest", B, hours(2), hours(5))}),
+        (
+            hours(9),
+            {
+                "2.0": Pointing("2.0", B, hours(4), None),
+                "latest": Pointing("latest", C, hours(5), None),
+            },
+        ),
+    ],
+)
+def test_what_each_tag_pointed_to_at_a_moment(
+    moment: datetime, expected: dict[str, Pointing]
+) -> None:
+    assert pointing_at(TIMELINE, moment) == expected
+
+
+def test_an_interval_as_json() -> None:
+    assert pointing_at(TIMELINE, hours(3))["latest"].row() == {
+        "tag": "latest",
+        "digest": B,
+        "since": "2026-03-01T14:00:00Z",
+        "until": "2026-03-01T17:00:00Z",
+    }
+    assert pointing_at(TIMELINE, hours(9))["latest"].row()["until"] is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "moment", "reason"),
+    [
+        ("1.0", hours(3), "it disappeared at 2026-03-01T15:00:00Z"),
+        ("2.0", hours(3), "it first appeared at 2026-03-01T16:00:00Z"),
+        ("3.0", hours(3), "the store never saw it"),
+    ],
+)
+def test_why_a_tag_had_no_digest(tag: str, moment: datetime, reason: str) -> None:
+    assert tag not in pointing_at(TIMELINE, moment)
+    assert absence(TIMELINE, tag, moment) == reason
+
+
+FROZEN = Path(__file__).parent / "frozen_events"
+
+
+def test_the_history_reads_the_current_schema_of_its_kinds() -> None:
+    assert {kind: SCHEMA_VERSION[kind] for kind in READS} == READS
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in FROZEN.glob("Tag*.json")), ids=lambda name: name
+)
+def test_reading_a_frozen_payload_as_json_agrees_with_its_model(name: str) -> None:
+    frozen = json.loads((FROZEN / f"{name}.json").read_text())
+    event = from_payload(frozen["kind"], frozen["schema_version"], frozen["payload"])
+    assert isinstance(event, TagAppeared | TagMoved | TagDisappeared)
+    as_stored = StoredEvent(
+        position=7,
+        stream=REPO,
+        version=1,
+        kind=frozen["kind"],
+        schema_version=frozen["schema_version"],
+        payload=frozen["payload"],
+        observed_at=START,
+        recorded_at=START,
+    )
+
+    (read,) = movements(REPO, [as_stored])
+    (modelled,) = movements(REPO, stored(event, first_position=7))
+
+    assert read == modelled
+
+
+def test_a_payload_newer_than_the_history_reads_is_refused_in_one_line() -> None:
+    newer = StoredEvent(
+        position=1,
+        stream=REPO,
+        version=1,
+        kind="TagMoved",
+        schema_version=READS["TagMoved"] + 1,
+        payload={"tag": "x"},
+        observed_at=START,
+        recorded_at=START,
+    )
+
+    with pytest.raises(StoreError, match=r"^the store holds an event of TagMoved at schema"):
+        movements(REPO, [newer])

@@ -25,6 +25,9 @@ class Registry:
     def inspect(self, digest: str) -> ImageFacts:
         raise AssertionError("not inspected")
 
+    def manifest_facts(self, digest: str, *, whole: bool = False) -> ImageFacts | None:
+        raise AssertionError("not inspected")
+
 
 def resolved(selection: Selection, known: list[str]) -> list[str]:
     registry = Registry()
