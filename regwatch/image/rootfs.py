@@ -109,12 +109,16 @@ def _open_tar(stream: DecompressedStream, name: str) -> tarfile.TarFile | None:
 
 
 class _Header(tarfile.TarInfo):
-    """A tar header that fails loudly: tarfile takes a corrupt header mid-archive for the end."""
+    """A tar header that fails loudly: tarfile takes a corrupt header mid-archive for the end.
+
+    Wrapped at `fromtarfile`, the one entry `TarFile.next` calls: Pythons with the 2025 tarfile
+    fixes (3.12.11, 3.13.4, Debian's 3.11.2-6+deb12u6, …) no longer parse through `frombuf`.
+    """
 
     @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+    def fromtarfile(cls, archive: tarfile.TarFile) -> Self:
         try:
-            return super().frombuf(buf, encoding, errors)
+            return super().fromtarfile(archive)
         except tarfile.HeaderError as exc:
             # A zero block or a clean end of input is the end of the archive; anything else
             # (bad checksum, half a header) is damage.
