@@ -6,24 +6,29 @@
 # suite inside the base), `venv` (regwatch installed into /opt/regwatch), and the final image.
 ARG base_image=python:3.11-slim-bookworm
 ARG extras=postgres,apprise
+ARG pytest_args=
 
 FROM ${base_image} AS wheels
 COPY build/image/wheels/ /wheels/
 
 FROM ${base_image} AS tests
 ARG extras
+ARG pytest_args
 COPY --from=wheels /wheels/ /wheels/
 RUN python3 -m venv /opt/regwatch \
  && /opt/regwatch/bin/python -m pip install -q --no-cache-dir --no-index --find-links /wheels \
       "regwatch[${extras},test]"
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md alembic.ini config.example.yaml /src/
 COPY docs/ /src/docs/
 COPY migrations/ /src/migrations/
 COPY regwatch/ /src/regwatch/
 COPY tests/ /src/tests/
 WORKDIR /src
+# Installed editable, as in development: the tests read the sources and import them.
+RUN /opt/regwatch/bin/python -m pip install -q --no-cache-dir --no-index --find-links /wheels \
+      --no-deps -e /src
 # Tests whose tools (docker-registry, skopeo, …) the base lacks skip; the image test needs buildah.
-RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image"
+RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args}
 
 FROM ${base_image} AS venv
 ARG extras
