@@ -18,6 +18,7 @@ from tests.registries import (
     start_tls_registry,
     start_token_registry,
 )
+from tests.resource_image import base as image_base
 
 # Variables that would let a developer's own setup leak into a test (credentials, proxies).
 # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE stay: the machine sets them and the code must cope.
@@ -93,3 +94,9 @@ def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
 def postgres_url(postgres_server: PostgresCluster | ExternalPostgres) -> str:
     """The URL of a PostgreSQL database that is empty and, during this test, this test's alone."""
     return postgres_server.fresh_url()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A selected image test gets its debootstrap base started now, behind the other tests."""
+    if any(item.get_closest_marker("image") for item in session.items):
+        image_base.start_early()

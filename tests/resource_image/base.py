@@ -1,0 +1,122 @@
+"""The image test's base: Debian bookworm from debootstrap (Docker Hub is out of reach).
+
+debootstrap takes one to two minutes, so its root file system is kept as a tarball under
+`~/.cache/regwatch-tests` (or `$XDG_CACHE_HOME`) and made again once it is a week old. When the
+cache cannot serve, the suite starts debootstrap as soon as it has collected the image test
+(`start_early`), so the download and unpacking overlap the tests that run before it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "bookworm"
+PACKAGES = ("python3", "python3-venv", "ca-certificates")
+MAX_AGE_SECONDS = 7 * 24 * 3600
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+
+
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The machine's Debian mirror: the first `debian` URI of its apt sources."""
+    files = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split("#", 1)[0].split()
+            if words[:1] == ["URIs:"]:
+                candidates = words[1:]
+            elif words[:1] == ["deb"]:
+                candidates = [w for w in words[1:] if "://" in w][:1]
+            else:
+                continue
+            for uri in candidates:
+                if uri.rstrip("/").endswith("/debian"):
+                    return uri.rstrip("/")
+    return FALLBACK_MIRROR
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "regwatch-tests"
+
+
+def _cached() -> Path:
+    key = hashlib.sha256(" ".join((SUITE, *PACKAGES)).encode()).hexdigest()[:12]
+    return cache_dir() / f"debootstrap-{SUITE}-{key}.tar"
+
+
+def _fresh(tarball: Path) -> bool:
+    return tarball.exists() and time.time() - tarball.stat().st_mtime < MAX_AGE_SECONDS
+
+
+@dataclass
+class _Run:
+    process: subprocess.Popen[bytes]
+    root: Path
+    log: Path
+
+
+_early: _Run | None = None
+
+
+def _start(debootstrap: str, workdir: Path) -> _Run:
+    root, log = workdir / "debootstrap-root", workdir / "debootstrap.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                debootstrap,
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(root),
+                debian_mirror(),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    atexit.register(_stop, process)
+    return _Run(process, root, log)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def start_early() -> None:
+    """Start debootstrap now, while other tests run, when the cache cannot serve the image test."""
+    global _early  # noqa: PLW0603 -- one early run per session
+    debootstrap = shutil.which("debootstrap")
+    if _early is None and debootstrap and os.geteuid() == 0 and not _fresh(_cached()):
+        _early = _start(debootstrap, Path(tempfile.mkdtemp(prefix="regwatch-debootstrap-")))
+
+
+def base_tarball(debootstrap: str, workdir: Path) -> Path:
+    """A tarball of a minbase bookworm root with Python, from the cache or debootstrap."""
+    tarball = _cached()
+    if _fresh(tarball):
+        return tarball
+    run = _early if _early is not None else _start(debootstrap, workdir)
+    code = run.process.wait(timeout=900)
+    assert code == 0, f"debootstrap failed: {run.log.read_text(errors='replace')[-3000:]}"
+    # The downloaded packages and the index are apt's caches, not part of a base image.
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for entry in (run.root / cache).glob("*"):
+            if entry.is_file():
+                entry.unlink()
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    partial = tarball.with_suffix(f".{os.getpid()}.partial")
+    subprocess.run(["tar", "-C", str(run.root), "-cf", str(partial), "."], check=True, timeout=300)
+    partial.replace(tarball)
+    shutil.rmtree(run.root.parent if run is _early else run.root, ignore_errors=True)
+    return tarball
