@@ -156,6 +156,9 @@ class AcrLogin:
                 "azure-identity is not installed: install regwatch with the `azure` extra "
                 "for ACR sources"
             ) from None
+        if not log.isEnabledFor(logging.DEBUG):
+            # azure-identity logs each failed attempt as a warning; ours is the one line.
+            logging.getLogger("azure").setLevel(logging.ERROR)
         if self._identity is None:
             try:
                 self._identity = ManagedIdentityCredential(client_id=self._settings.client_id)
