@@ -99,12 +99,12 @@ class EcrLogin:
         session = _session(settings)
         for arn in settings.role_arns:
             log.debug("assuming role: %s", arn)
-            with _step(f"assume role {arn}"):
+            with _step(f"error assuming role '{arn}'"):
                 answer = session.client("sts").assume_role(
                     RoleArn=arn, RoleSessionName=SESSION_NAME
                 )
             session = _session(settings, answer["Credentials"])
-        with _step("get authorization token"):
+        with _step("failed to authenticate to ECR"):
             data = session.client("ecr").get_authorization_token()["authorizationData"]
         if not data:
             raise _failed("ECR returned no authorization data")
@@ -118,10 +118,10 @@ def _token_of(data: list[Any], now: float) -> _Token:
     try:
         decoded = base64.b64decode(entry.get("authorizationToken", ""), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
-        raise _failed("failed to decode the ECR authorization token") from None
+        raise _failed("failed to decode credential (the token is not base64)") from None
     parts = decoded.split(":")
     if len(parts) != 2 or not parts[1].strip():
-        raise _failed("failed to parse the ECR authorization token")
+        raise _failed("failed to parse password.")
     endpoint = str(entry.get("proxyEndpoint", ""))
     host = endpoint.removeprefix("https://").removeprefix("http://").rstrip("/")
     if not host:

@@ -7,13 +7,19 @@ htpasswd entry plays each account's registry, reached through `tests.cloud.Conne
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from regwatch.config import parse_check_request
+from regwatch.frontends.sources import CloudLogin, login_lookup, watch_spec
 from regwatch.refs import Reference, Repository
+from regwatch.registry.credentials import Credentials
+from regwatch.registry.ecr import EcrLogin, EcrSettings
+from regwatch.service import Service
 from tests import images
 from tests.cloud import ConnectProxy, MotoServer, start_moto
 from tests.e2e.steps import assert_fails, client_for, step
@@ -264,7 +270,7 @@ def test_no_credentials_at_all(registries: dict[str, RegistryServer]) -> None:
     run = step("check", {"source": source(registries[HOME_ACCOUNT], "app")})
     assert_fails(
         run,
-        "cannot authenticate with ECR: get authorization token:",
+        "cannot authenticate with ECR: failed to authenticate to ECR:",
         "Unable to locate credentials",
     )
 
@@ -276,7 +282,7 @@ def test_half_a_key_pair_is_no_credentials(registries: dict[str, RegistryServer]
         "check",
         {"source": source(registries[HOME_ACCOUNT], "app", aws_secret_access_key=SECRET)},
     )
-    assert_fails(run, "cannot authenticate with ECR: get authorization token:")
+    assert_fails(run, "cannot authenticate with ECR: failed to authenticate to ECR:")
     assert_no_secret(run.stderr)
 
 
@@ -291,7 +297,9 @@ def test_a_role_that_cannot_be_assumed(
         "check",
         {"source": source(registries[HOME_ACCOUNT], "app", **STATIC_KEYS, aws_role_arn=arn)},
     )
-    assert_fails(run, f"cannot authenticate with ECR: assume role {arn}:", "Could not connect")
+    assert_fails(
+        run, f"cannot authenticate with ECR: error assuming role '{arn}':", "Could not connect"
+    )
     assert_no_secret(run.stderr)
 
 
@@ -303,7 +311,7 @@ def test_a_malformed_role_is_refused_before_sending(
         "check",
         {"source": source(registries[HOME_ACCOUNT], "app", **STATIC_KEYS, aws_role_arn="admin")},
     )
-    assert_fails(run, "cannot authenticate with ECR: assume role admin:", "RoleArn")
+    assert_fails(run, "cannot authenticate with ECR: error assuming role 'admin':", "RoleArn")
 
 
 @pytest.mark.usefixtures("aws")
@@ -313,7 +321,9 @@ def test_ecr_down_is_one_line(
     monkeypatch.setenv("AWS_ENDPOINT_URL_ECR", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     run = step("check", {"source": source(registries[HOME_ACCOUNT], "app", **STATIC_KEYS)})
-    assert_fails(run, "cannot authenticate with ECR: get authorization token:", "Could not connect")
+    assert_fails(
+        run, "cannot authenticate with ECR: failed to authenticate to ECR:", "Could not connect"
+    )
     assert_no_secret(run.stderr)
 
 
@@ -351,3 +361,48 @@ def test_the_daemon_watches_ecr_sources(
     assert any(ecr_host(HOME_ACCOUNT) in s and d == first.digest for s, _, d in appeared), appeared
     assert any(ecr_host(OTHER_ACCOUNT) in s and d == second.digest for s, _, d in appeared)
     assert_no_secret(done.stderr)
+
+
+class ExpiringLogin(EcrLogin):
+    """An ECR login whose cached token the test can let die, as a 12 h token does between two
+    polls of a daemon; it counts the new tokens it fetches."""
+
+    expired = False
+    renewals = 0
+
+    def current(self) -> Credentials:
+        got = super().current()
+        return Credentials(got.username, "expired-token") if self.expired else got
+
+    def refresh(self) -> bool:
+        self.expired = False
+        self.renewals += 1
+        return super().refresh()
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_token_refused_mid_poll_is_renewed_once_and_the_request_retried(
+    registries: dict[str, RegistryServer],
+) -> None:
+    home = registries[HOME_ACCOUNT]
+    item = seeded(home, "renewed", "1.0.0")
+    request = parse_check_request(
+        json.dumps({"source": source(home, "renewed", tag="1.0.0", **STATIC_KEYS)})
+    )
+    login = ExpiringLogin(EcrSettings(REGION, KEY_ID, SECRET, SESSION, account_id=HOME_ACCOUNT))
+    cloud = CloudLogin(f"{ecr_host(HOME_ACCOUNT)}/renewed", ecr_host(HOME_ACCOUNT), login)
+    spec = watch_spec(request.source, unresolved="unresolved", login=cloud)
+    statuses: list[int] = []
+
+    with Service(
+        credentials=login_lookup([cloud]), on_answer=lambda _, status: statuses.append(status)
+    ) as service:
+        first = service.poll(spec)
+        login.expired = True
+        statuses.clear()
+        second = service.poll(spec)
+
+    assert first.state.tags == second.state.tags == {"1.0.0": item.digest}
+    assert statuses.count(401) == 1, statuses
+    assert login.renewals == 1
+    assert statuses[-1] == 200

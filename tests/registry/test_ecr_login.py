@@ -138,7 +138,7 @@ def test_no_secret_in_a_failure(
     with pytest.raises(CloudLoginFailed) as failed:
         EcrLogin(secret, Clock()).current()
     message = str(failed.value)
-    assert message.startswith("cannot authenticate with ECR: get authorization token: ")
+    assert message.startswith("cannot authenticate with ECR: failed to authenticate to ECR: ")
     assert "do-not-print" not in message
     assert "nor-this" not in message
     assert "\n" not in message
