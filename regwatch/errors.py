@@ -51,6 +51,10 @@ class TLSFailure(NetworkError):
     """TLS failed: usually a missing CA certificate."""
 
 
+class CloudLoginFailed(RegwatchError):
+    """A cloud registry login (ECR, ACR) failed before the registry was asked anything."""
+
+
 class RegistryError(RegwatchError):
     """The registry answered with an error.
 

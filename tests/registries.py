@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -90,8 +91,8 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def write_tls_files(directory: Path) -> TlsFiles:
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost signed by it.
+def write_tls_files(directory: Path, names: Sequence[str] = ()) -> TlsFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost (and `names`) signed by it.
 
     EC P-256 keeps generation instant; the extensions are the ones strict verifiers insist on.
     """
@@ -139,7 +140,11 @@ def write_tls_files(directory: Path) -> TlsFiles:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.DNSName("localhost"),
+                    *(x509.DNSName(name) for name in names),
+                ]
             ),
             critical=False,
         )
@@ -379,6 +384,36 @@ def start_tls_registry(registry_bin: str, htpasswd_bin: str, workdir: Path) -> R
         ca_pem=tls.ca_pem,
         ca_path=tls.ca_path,
         username=TLS_USERNAME,
+        password=password,
+    )
+
+
+def start_ecr_registry(
+    registry_bin: str, htpasswd_bin: str, workdir: Path, host: str, password: str
+) -> RegistryServer:
+    """HTTPS with Basic auth for user `AWS`, standing in for the ECR registry `host`
+    (`<account>.dkr.ecr.<region>.amazonaws.com`, in its certificate). A client reaches it through
+    `tests.cloud.ConnectProxy` as if it were that host on port 443."""
+    tls = write_tls_files(workdir, [host])
+    htpasswd_path = workdir / "htpasswd"
+    subprocess.run(
+        [htpasswd_bin, "-Bbc", str(htpasswd_path), "AWS", password],
+        check=True,
+        capture_output=True,
+    )
+    return _launch(
+        "tls",
+        registry_bin=registry_bin,
+        workdir=workdir,
+        extra_config={
+            "http": {"tls": {"certificate": str(tls.cert_path), "key": str(tls.key_path)}},
+            "auth": {"htpasswd": {"realm": HTPASSWD_REALM, "path": str(htpasswd_path)}},
+        },
+        scheme="https",
+        verify=str(tls.ca_path),
+        ca_pem=tls.ca_pem,
+        ca_path=tls.ca_path,
+        username="AWS",
         password=password,
     )
 

@@ -61,6 +61,16 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset({"boto3", "botocore"}),
     ),
     (
+        "regwatch.registry.ecr",
+        (*VOCABULARY, "regwatch.registry."),
+        frozenset({"boto3", "botocore"}),
+    ),
+    (
+        "regwatch.registry.acr",
+        (*VOCABULARY, "regwatch.net", "regwatch.registry."),
+        frozenset({"azure"}),
+    ),
+    (
         "regwatch.registry.",
         (*VOCABULARY, "regwatch.net", *IMAGE_FORMATS, "regwatch.registry."),
         frozenset(),
@@ -130,6 +140,9 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.errors",
             "regwatch.projections.",
             "regwatch.registry.dockerconfig",
+            "regwatch.registry.credentials",
+            "regwatch.registry.ecr",
+            "regwatch.registry.acr",
             "regwatch.notify.",
             "regwatch.frontends.",
         ),

@@ -90,6 +90,7 @@ def _migrate(args: argparse.Namespace, _env: Mapping[str, str]) -> str:
 def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from regwatch.frontends import daemon  # noqa: PLC0415  # APScheduler: for the daemon only
     from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
+    from regwatch.frontends.sources import login_lookup  # noqa: PLC0415
     from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
     from regwatch.net import request_timeout_from_env  # noqa: PLC0415
     from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
@@ -116,7 +117,10 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         polled_by="watch",
         daemon=daemon.daemon_name(),
         on_answer=metrics.answered,
-        credentials=docker_credentials(env, timeout),
+        credentials=login_lookup(
+            (w.login for w in config.watches if w.login is not None),
+            docker_credentials(env, timeout),
+        ),
     )
     with service:
         return daemon.run(config, service, metrics, once=args.once, listen=listen)

@@ -21,10 +21,12 @@ from regwatch.frontends.interrupt import Interruption, new_entries_remover
 from regwatch.frontends.output import OneLineFormatter, deliver, log_warnings, write_line
 from regwatch.frontends.progress import progress_for
 from regwatch.frontends.sources import (
+    CloudLogin,
+    cloud_login,
     cursor_of,
     fetch_spec,
+    login_lookup,
     push_spec,
-    refuse_unsupported,
     watch_spec,
 )
 from regwatch.net import request_timeout_from_env
@@ -61,10 +63,11 @@ def in_main(
         parsed = parse_in_request(request)
         source = parsed.source
         _configure_logging(debug=source.debug)
-        spec = watch_spec(source, unresolved="failed to resolve repository")
+        login = cloud_login(source)
+        spec = watch_spec(source, unresolved="failed to resolve repository", login=login)
         fetch = fetch_spec(parsed.params, parsed.version)
         progress = None if source.debug else progress_for(err)
-        with _service(source) as service:
+        with _service(source, login) as service:
             metadata = service.get(spec, fetch, destination, progress=progress)
         return _answer(fetch.version, metadata)
 
@@ -83,14 +86,16 @@ def out_main(
         parsed = parse_out_request(request)
         source = parsed.source
         _configure_logging(debug=source.debug)
-        refuse_unsupported(source)
         if source.content_trust is not None:
             raise ConfigError(
                 "content_trust: signing with Notary is not built yet; remove it to push"
             )
-        spec = watch_spec(source, unresolved="could not resolve repository", mirrored=False)
+        login = cloud_login(source)
+        spec = watch_spec(
+            source, unresolved="could not resolve repository", mirrored=False, login=login
+        )
         progress = None if source.debug else progress_for(err)
-        with _service(source) as service:
+        with _service(source, login) as service:
             pushed = service.put(spec, push_spec(parsed.params), sources, progress=progress)
         return _answer(pushed.version, pushed.metadata)
 
@@ -125,12 +130,14 @@ def _with_directory(
     )
 
 
-def _service(source: Source) -> Service:
-    """The step's service: its store, and the retry and deadline settings of the environment."""
+def _service(source: Source, login: CloudLogin | None = None) -> Service:
+    """The step's service: its store, the retry and deadline settings of the environment, and
+    an ECR or ACR login's credentials for its registry."""
     return Service(
         store=source.store,
         retry=RetryPolicy.from_env(),
         request_timeout=request_timeout_from_env(),
+        credentials=login_lookup([login] if login is not None else []),
     )
 
 
@@ -149,10 +156,13 @@ def _check(request: str) -> Any:
     parsed = parse_check_request(request)
     source = parsed.source
     _configure_logging(debug=source.debug)
+    login = cloud_login(source)
     spec = watch_spec(
-        source, unresolved=f"checking origin {source.repository} failed: resolve repository"
+        source,
+        unresolved=f"checking origin {source.repository} failed: resolve repository",
+        login=login,
     )
-    with _service(source) as service:
+    with _service(source, login) as service:
         versions = service.check(spec, cursor_of(parsed.version))
     return [_version(v) for v in versions]
 

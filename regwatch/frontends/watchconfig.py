@@ -39,7 +39,7 @@ from pydantic_core import ErrorDetails
 from regwatch.config import JSONNumber, Source
 from regwatch.durations import parse_duration
 from regwatch.errors import ConfigError
-from regwatch.frontends.sources import watch_spec
+from regwatch.frontends.sources import CloudLogin, cloud_login, watch_spec
 from regwatch.notify.settings import (
     KINDS,
     Apprise,
@@ -87,6 +87,8 @@ class Watch:
     cron: str | None
     """A 5-field crontab line, checked with APScheduler, read in `CRON_TIMEZONE`."""
     jitter: Jitter
+    login: CloudLogin | None = None
+    """An ECR or ACR source's login: it logs in at the first poll and renews itself."""
 
 
 @dataclass(frozen=True)
@@ -530,7 +532,8 @@ def _watch(
         raise _Problem(_shown_key(where), "no schedule: give every or cron, here or in defaults")
     unresolved = f"watches[{index}].source.repository"
     try:
-        spec = watch_spec(source, unresolved=unresolved, mirrored=True)
+        login = cloud_login(source, eager=False)
+        spec = watch_spec(source, unresolved=unresolved, mirrored=True, login=login)
     except ConfigError as exc:
         message = str(exc)
         key, _, reason = message.partition(": ")
@@ -544,6 +547,7 @@ def _watch(
         every=parse_duration(watch.every) if watch.every is not None else None,
         cron=watch.cron,
         jitter=_jitter(watch.jitter) if watch.jitter is not None else Jitter(),
+        login=login,
     )
 
 

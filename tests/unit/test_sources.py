@@ -8,7 +8,7 @@ import pytest
 
 from regwatch.config import GetParams, PutParams, Source, Version
 from regwatch.errors import ConfigError
-from regwatch.frontends.sources import cursor_of, fetch_spec, push_spec, watch_spec
+from regwatch.frontends.sources import cloud_login, cursor_of, fetch_spec, push_spec, watch_spec
 from regwatch.refs import Repository
 from regwatch.specs import Access, Mode, PlatformChoice, Selection, TagDigest
 
@@ -97,16 +97,23 @@ def test_an_unparseable_repository_is_worded_by_the_step() -> None:
         watch_spec(source, unresolved="could not resolve repository")
 
 
-@pytest.mark.parametrize(
-    ("field", "line"),
-    [
-        ({"aws_region": "eu-west-1"}, "cannot authenticate with ECR"),
-        ({"azure_acr": True}, "cannot authenticate with ACR"),
-    ],
-)
-def test_what_is_not_built_yet_is_refused(field: dict[str, Any], line: str) -> None:
-    with pytest.raises(ConfigError, match=line):
-        spec_of({"repository": "alpine", **field})
+def test_an_ecr_source_with_both_role_fields_is_refused_before_any_call() -> None:
+    source = Source.model_validate(
+        {
+            "repository": "app",
+            "aws_region": "eu-west-1",
+            "aws_role_arn": "arn:aws:iam::1:role/a",
+            "aws_role_arns": ["arn:aws:iam::1:role/b"],
+        }
+    )
+    with pytest.raises(
+        ConfigError, match=r"^cannot authenticate with ECR: `aws_role_arn` cannot be set at the"
+    ):
+        cloud_login(source)
+
+
+def test_a_source_of_no_cloud_has_no_login() -> None:
+    assert cloud_login(Source.model_validate({"repository": "alpine"})) is None
 
 
 def test_params_and_versions_become_specs() -> None:

@@ -397,9 +397,10 @@ SECRETS = {
             "'_', '.' and '-', not starting with '.' or '-'",
         ),
         (
-            "watches: [{source: {repository: a, aws_region: eu-west-1}, every: 1m}]",
+            "watches: [{source: {repository: a, aws_region: eu-west-1, aws_role_arn: r,"
+            " aws_role_arns: [r]}, every: 1m}]",
             "watches[0].source: cannot authenticate with ECR: "
-            "ECR support (aws_region) is not built yet",
+            "`aws_role_arn` cannot be set at the same time as `aws_role_arns`",
         ),
         # durations
         (

@@ -1,0 +1,133 @@
+"""Local stand-ins for the clouds: moto's server for ECR and STS, and a CONNECT proxy.
+
+The ECR registry's name (`<account>.dkr.ecr.<region>.amazonaws.com`, port 443) cannot point at a
+local registry by itself. The tests set `HTTPS_PROXY` to `ConnectProxy`, which tunnels a CONNECT
+for such a name to the docker-registry playing it; TLS runs end to end through the tunnel and is
+checked against that name. regwatch needs no seam of its own for this: any HTTPS proxy works so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.registries import free_port
+
+READY_TIMEOUT_SECONDS = 20.0
+
+
+def moto_server_bin() -> str:
+    """moto's server script (the `moto[server]` test extra); fails under CI when missing."""
+    found = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    if Path(found).exists():
+        return found
+    message = "moto_server is not installed (PyPI package 'moto[server]', the test extra)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}; CI must run the ECR tests, not skip them")
+    pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    url: str
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_moto(workdir: Path) -> MotoServer:
+    port = free_port()
+    with (workdir / "moto.log").open("ab") as log:
+        process = subprocess.Popen(
+            [moto_server_bin(), "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+    server = MotoServer(f"http://127.0.0.1:{port}", process)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(requests.RequestException):
+            requests.get(f"{server.url}/moto-api/", timeout=1)
+            return server
+        time.sleep(0.05)
+    server.stop()
+    pytest.fail(f"moto_server not ready: {(workdir / 'moto.log').read_text()[-2000:]}")
+
+
+class ConnectProxy:
+    """An HTTPS proxy that tunnels `CONNECT host:443` to the local port `routes[host]` plays."""
+
+    def __init__(self, routes: Mapping[str, int]) -> None:
+        self.routes = dict(routes)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.tunnels: list[str] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def start(self) -> ConnectProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target, *_ = head.split(b"\r\n", 1)[0].decode().split()
+            host, _, port = target.rpartition(":")
+            if method != "CONNECT" or port != "443" or host not in self.routes:
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.tunnels.append(host)
+            with socket.create_connection(("127.0.0.1", self.routes[host])) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                _pipe(client, upstream)
+
+
+def _pipe(one: socket.socket, other: socket.socket) -> None:
+    peers = {one: other, other: one}
+    while True:
+        readable, _, _ = select.select(list(peers), [], [], 30)
+        if not readable:
+            return
+        for sock in readable:
+            data = sock.recv(65536)
+            if not data:
+                return
+            peers[sock].sendall(data)
