@@ -34,12 +34,18 @@ FROM ${base_image} AS venv
 ARG extras
 COPY --from=wheels /wheels/ /wheels/
 # A venv: Debian's Python refuses a system-wide pip install (PEP 668). pip and setuptools
-# leave with the wheels, so the final stage holds no installer and no cache.
+# leave with the wheels, so the final stage holds no installer and no cache. botocore ships the
+# API models of every AWS service (about 30 MB); regwatch calls ECR and STS only, so the other
+# services' models go (the shared endpoint, partition and retry files stay).
 RUN python3 -m venv /opt/regwatch \
  && /opt/regwatch/bin/python -m pip install -q --no-cache-dir --no-index --find-links /wheels \
       "regwatch[${extras}]" \
  && /opt/regwatch/bin/python -m pip uninstall -q -y pip setuptools \
  && rm -f /opt/regwatch/bin/activate* /opt/regwatch/bin/Activate.ps1 /opt/regwatch/bin/pip*
+RUN for data in /opt/regwatch/lib/python3*/site-packages/botocore/data; do \
+      [ ! -d "$data" ] || find "$data" -mindepth 1 -maxdepth 1 -type d \
+        ! -name ecr ! -name sts -exec rm -rf {} +; \
+    done
 
 FROM ${base_image}
 COPY --from=venv /opt/regwatch/ /opt/regwatch/
