@@ -24,11 +24,15 @@ COPY migrations/ /src/migrations/
 COPY regwatch/ /src/regwatch/
 COPY tests/ /src/tests/
 WORKDIR /src
+# The end-to-end tests start `regwatch` as users do, from PATH.
+ENV PATH=/opt/regwatch/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Installed editable, as in development: the tests read the sources and import them.
 RUN /opt/regwatch/bin/python -m pip install -q --no-cache-dir --no-index --find-links /wheels \
       --no-deps -e /src
 # Tests whose tools (docker-registry, skopeo, …) the base lacks skip; the image test needs buildah.
-RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args}
+RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider --basetemp=/tmp/regwatch-tests \
+      -m "not image" ${pytest_args} \
+ RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args}RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args} rm -rf /tmp/regwatch-tests
 
 FROM ${base_image} AS venv
 ARG extras
