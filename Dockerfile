@@ -32,7 +32,7 @@ RUN /opt/regwatch/bin/python -m pip install -q --no-cache-dir --no-index --find-
 # Tests whose tools (docker-registry, skopeo, …) the base lacks skip; the image test needs buildah.
 RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider --basetemp=/tmp/regwatch-tests \
       -m "not image" ${pytest_args} \
- RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args}RUN /opt/regwatch/bin/python -m pytest -q -p no:cacheprovider -m "not image" ${pytest_args} rm -rf /tmp/regwatch-tests
+ && rm -rf /tmp/regwatch-tests
 
 FROM ${base_image} AS venv
 ARG extras
