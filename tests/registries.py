@@ -364,7 +364,7 @@ def start_plain_registry(registry_bin: str, workdir: Path) -> RegistryServer:
 def start_tls_registry(registry_bin: str, htpasswd_bin: str, workdir: Path) -> RegistryServer:
     """HTTPS with a private CA plus htpasswd Basic auth for alice (the registry wants bcrypt)."""
     tls = write_tls_files(workdir)
-    password = secrets.token_urlsafe(16)
+    password = "pw-" + secrets.token_urlsafe(16)  # never "-…", which argv would take for a flag
     htpasswd_path = workdir / "htpasswd"
     subprocess.run(
         [htpasswd_bin, "-Bbc", str(htpasswd_path), TLS_USERNAME, password],
@@ -420,7 +420,7 @@ def start_ecr_registry(
 
 def start_token_registry(registry_bin: str, workdir: Path) -> RegistryServer:
     """Plain HTTP with Bearer tokens from a ``TokenService`` that knows bob."""
-    password = secrets.token_urlsafe(16)
+    password = "pw-" + secrets.token_urlsafe(16)  # never "-…", which argv would take for a flag
     service = TokenService(
         issuer=TOKEN_ISSUER, service=TOKEN_SERVICE_NAME, users={TOKEN_USERNAME: password}
     ).start()
