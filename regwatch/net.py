@@ -235,6 +235,8 @@ class Transport:
     """Told the host and status of every answer (a daemon's request metrics)."""
     secret_urls: bool = False
     """The URLs themselves are secrets (a Slack hook's path): debug lines show the host only."""
+    client_cert: tuple[str, str] | None = None
+    """Files of the TLS client certificate and its key to present (a notary server's)."""
 
     def __post_init__(self) -> None:
         self.verify: str | bool = ca_bundle(self.ca_certs) if self.ca_certs else system_roots()
@@ -385,6 +387,7 @@ class Transport:
                     stream=True,
                     timeout=(min(CONNECT_TIMEOUT, self.request_timeout), self.request_timeout),
                     verify=self.verify,
+                    cert=self.client_cert,
                     allow_redirects=follow_redirects,
                 )
         finally:
