@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.notary import NotaryServer, start_notary_server
 from tests.postgres import ExternalPostgres, PostgresCluster, start_postgres
 from tests.registries import (
     RegistryServer,
@@ -93,3 +94,15 @@ def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
 def postgres_url(postgres_server: PostgresCluster | ExternalPostgres) -> str:
     """The URL of a PostgreSQL database that is empty and, during this test, this test's alone."""
     return postgres_server.fresh_url()
+
+
+@pytest.fixture(scope="session")
+def notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryServer]:
+    """notary-server over TLS (its CA in ``ca_pem``), memory storage, no auth."""
+    server = start_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
