@@ -10,7 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.notary import NotaryServer, start_notary_server
+from tests.notary import (
+    NotaryServer,
+    start_client_cert_notary_server,
+    start_notary_server,
+    start_token_notary_server,
+)
 from tests.postgres import ExternalPostgres, PostgresCluster, start_postgres
 from tests.registries import (
     RegistryServer,
@@ -101,6 +106,32 @@ def notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotarySe
     """notary-server over TLS (its CA in ``ca_pem``), memory storage, no auth."""
     server = start_notary_server(
         require_tool("notary-server"), tmp_path_factory.mktemp("notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryServer]:
+    """notary-server over TLS taking Bearer tokens from an HTTPS token service (user signer)."""
+    server = start_token_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("token-notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def client_cert_notary_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NotaryServer]:
+    """notary-server over TLS that wants a client certificate (``client_certificate``)."""
+    server = start_client_cert_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("client-cert-notary-server")
     )
     try:
         yield server

@@ -4,9 +4,11 @@ the real `notary` client (not our code) with each tag's manifest digest and size
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -311,3 +313,106 @@ def test_the_notary_certificate_is_verified_against_ca_certs(
     )
 
     assert_fails(run, "signing image(s): ", "certificate verify failed")
+
+
+@pytest.fixture
+def token_notary(token_notary_server: NotaryServer, tmp_path: Path) -> NotaryClient:
+    return NotaryClient(require_tool("notary"), token_notary_server, tmp_path / "notary-trust")
+
+
+@pytest.mark.parametrize("where", ["content_trust", "source"])
+def test_a_token_for_the_collection_is_asked_with_the_credentials(
+    plain_registry: RegistryServer, token_notary: NotaryClient, tmp_path: Path, where: str
+) -> None:
+    """content_trust's username/password, else the source's, as the Go resource takes them."""
+    server = token_notary.server
+    assert server.token_service is not None
+    item = images.image(f"token-{where}")
+    repository = fresh(plain_registry)
+    login = {"username": server.username, "password": server.password}
+    content_trust = trust(server, token_notary.generate_key())
+    source: dict[str, Any] = {
+        "repository": repository,
+        "ca_certs": [server.ca_pem],
+        "content_trust": content_trust,
+    }
+    if where == "content_trust":
+        content_trust.update(login)
+    else:
+        source.update(login)
+    server.token_service.reset()
+
+    run = step(
+        "out",
+        {
+            "source": source,
+            "params": {"image": layout_of(tmp_path / "one", item), "version": "1.0.0"},
+        },
+        tmp_path,
+    )
+
+    asked = {scope for seen in server.token_service.requests_seen for scope in scopes(seen.query)}
+    assert run.code == 0, run.stderr
+    signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
+    assert token_notary.targets(repository) == {"1.0.0": signed}
+    assert asked == {f"repository:{repository}:push,pull"}
+    assert str(server.password) not in run.stderr
+
+
+def scopes(query: str) -> list[str]:
+    return parse_qs(query).get("scope", [])
+
+
+def test_refused_credentials_fail_the_put(
+    plain_registry: RegistryServer, token_notary: NotaryClient, tmp_path: Path
+) -> None:
+    server = token_notary.server
+    content_trust = trust(
+        server, token_notary.generate_key(), username=server.username, password="wrong"
+    )
+
+    run = put(
+        plain_registry,
+        fresh(plain_registry),
+        tmp_path,
+        layout_of(tmp_path / "one", images.image("refused")),
+        content_trust,
+        server.ca_pem,
+        version="1.0.0",
+    )
+
+    assert_fails(run, "signing image(s): ", "401 unauthorized")
+
+
+@pytest.mark.parametrize("presented", [True, False])
+def test_a_client_certificate_is_presented_to_the_notary_server(
+    plain_registry: RegistryServer,
+    client_cert_notary_server: NotaryServer,
+    tmp_path: Path,
+    presented: bool,
+) -> None:
+    server = client_cert_notary_server
+    assert server.client_certificate is not None
+    notary = NotaryClient(require_tool("notary"), server, tmp_path / "notary-trust")
+    item = images.image("client-cert")
+    repository = fresh(plain_registry)
+    cert, key = server.client_certificate
+    extra = {"tls_cert": cert, "tls_key": key} if presented else {}
+
+    run = put(
+        plain_registry,
+        repository,
+        tmp_path,
+        layout_of(tmp_path / "one", item),
+        trust(server, notary.generate_key(), **extra),
+        server.ca_pem,
+        version="1.0.0",
+    )
+
+    if presented:
+        assert run.code == 0, run.stderr
+        signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
+        assert notary.targets(repository) == {"1.0.0": signed}
+        assert not list(Path(tempfile.gettempdir()).glob("regwatch-client-*"))
+    else:
+        assert_fails(run, "signing image(s): ", "TLS")
