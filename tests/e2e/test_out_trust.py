@@ -72,9 +72,16 @@ def put(
     image: str,
     content_trust: dict[str, Any],
     ca_pem: str,
+    *,
+    debug: bool = False,
     **params: Any,
 ) -> Run:
-    source = {"repository": repository, "ca_certs": [ca_pem], "content_trust": content_trust}
+    source = {
+        "repository": repository,
+        "ca_certs": [ca_pem],
+        "content_trust": content_trust,
+        "debug": debug,
+    }
     return step("out", {"source": source, "params": {"image": image, **params}}, directory)
 
 
@@ -399,16 +406,21 @@ def test_a_client_certificate_is_presented_to_the_notary_server(
     cert, key = server.client_certificate
     extra = {"tls_cert": cert, "tls_key": key} if presented else {}
 
+    signing_key = notary.generate_key()
+
     run = put(
         plain_registry,
         repository,
         tmp_path,
         layout_of(tmp_path / "one", item),
-        trust(server, notary.generate_key(), **extra),
+        trust(server, signing_key, **extra),
         server.ca_pem,
+        debug=True,
         version="1.0.0",
     )
 
+    for secret in (KEY_PASSPHRASE, key.splitlines()[1], signing_key.splitlines()[-2]):
+        assert secret not in run.stderr
     if presented:
         assert run.code == 0, run.stderr
         signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
