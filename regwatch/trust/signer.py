@@ -4,9 +4,9 @@ The collection is read and verified top down (root signed by its own keys, then 
 snapshot, targets and delegations, each by the keys named above it and matching the hashes
 named above it). A collection the server does not know yet is created: a new root key (held
 in memory only, and forgotten), our repository key as the targets key, and the server's own
-snapshot and timestamp keys. Each tag then becomes a target in `targets`, or in each
-delegation that lists our key and allows the tag, and the changed roles are published; the
-server signs the new snapshot and timestamp.
+snapshot and timestamp keys. Each tag then becomes a target in each delegation that lists our
+key and allows the tag, or else in `targets` when our key is the targets key, and the changed
+roles are published; the server signs the new snapshot and timestamp.
 """
 
 from __future__ import annotations
@@ -59,27 +59,15 @@ def sign(
         _initialise(client, key, tags, entry, now)
         return
     keys, delegations = tuf.delegations(collection.targets)
-    ours = [d for d in delegations if key.key_id in d.keys.keyids]
-    roles: dict[str, list[str]] = {}
-    for tag in tags:
-        allowing = [d.name for d in ours if d.allows(tag)]
-        if not allowing:
-            if not ours and key.key_id in tuf.top_role(collection.root, "targets").keyids:
-                allowing = ["targets"]
-            else:
-                raise TrustError(
-                    f"repository key {key.key_id} may not sign tag {tag} in {client.gun}: "
-                    "it is neither the targets key nor in a delegation whose paths allow the tag"
-                )
-        for role in allowing:
-            roles.setdefault(role, []).append(tag)
+    targets_keys = tuf.top_role(collection.root, "targets").keyids
+    roles = tuf.placement(tags, key.key_id, targets_keys, delegations, client.gun)
+    by_name = {d.name: d for d in delegations}
     documents: dict[str, bytes] = {}
     for role, role_tags in roles.items():
         if role == "targets":
             current = collection.targets.signed
         else:
-            delegation = next(d for d in ours if d.name == role)
-            current = _delegation_document(client, collection, keys, delegation, now)
+            current = _delegation_document(client, collection, keys, by_name[role], now)
         updated = tuf.with_targets(current, dict.fromkeys(role_tags, entry), now)
         documents[role] = tuf.signed_document(updated, [key])
     client.publish(documents)

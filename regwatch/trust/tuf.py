@@ -232,6 +232,30 @@ def delegations(targets: Metadata) -> tuple[dict[str, PublicKey], list[Delegatio
     return _keys_by_id(listed), found
 
 
+def placement(
+    tags: Sequence[str],
+    key_id: str,
+    targets_keys: Sequence[str],
+    delegations: Sequence[Delegation],
+    gun: str,
+) -> dict[str, list[str]]:
+    """Which roles each tag is signed into, as {role: tags}: every delegation that lists our
+    key and allows the tag, else `targets` when ours is the targets key; else a `TrustError`."""
+    roles: dict[str, list[str]] = {}
+    for tag in tags:
+        allowing = [d.name for d in delegations if key_id in d.keys.keyids and d.allows(tag)]
+        if not allowing and key_id in targets_keys:
+            allowing = ["targets"]
+        if not allowing:
+            raise TrustError(
+                f"repository key {key_id} may not sign tag {tag} in {gun}: "
+                "it is neither the targets key nor in a delegation whose paths allow the tag"
+            )
+        for role in allowing:
+            roles.setdefault(role, []).append(tag)
+    return roles
+
+
 def target(digest: str, length: int) -> dict[str, Any]:
     """A target entry for a manifest: its sha256 (`sha256:<hex>`) in base64, and its size."""
     algorithm, _, hexdigest = digest.partition(":")

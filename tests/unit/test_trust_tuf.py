@@ -218,3 +218,35 @@ def test_a_new_root_names_our_keys_and_the_server_s() -> None:
         timestamp.key_id,
     }
     assert root["version"] == 1
+
+
+RELEASES = Delegation("targets/releases", RoleKeys(("ours",), 1), ("",))
+BETA = Delegation("targets/beta", RoleKeys(("ours", "theirs"), 1), ("beta-",))
+OTHERS = Delegation("targets/others", RoleKeys(("theirs",), 1), ("",))
+
+
+@pytest.mark.parametrize(
+    ("targets_keys", "delegations", "placed"),
+    [
+        (("ours",), (), {"targets": ["1.0", "beta-2"]}),
+        (("ours",), (OTHERS,), {"targets": ["1.0", "beta-2"]}),
+        (("theirs",), (RELEASES, OTHERS), {"targets/releases": ["1.0", "beta-2"]}),
+        (
+            ("theirs",),
+            (RELEASES, BETA),
+            {"targets/releases": ["1.0", "beta-2"], "targets/beta": ["beta-2"]},
+        ),
+        (("ours",), (BETA,), {"targets": ["1.0"], "targets/beta": ["beta-2"]}),
+    ],
+)
+def test_each_tag_goes_to_the_delegations_our_key_may_sign_else_targets(
+    targets_keys: tuple[str, ...], delegations: tuple[Delegation, ...], placed: dict[str, list[str]]
+) -> None:
+    assert tuf.placement(["1.0", "beta-2"], "ours", targets_keys, delegations, "g") == placed
+
+
+def test_a_tag_our_key_may_not_sign_is_refused() -> None:
+    with pytest.raises(TrustError) as caught:
+        tuf.placement(["1.0", "beta-2"], "ours", ("theirs",), (BETA, OTHERS), "reg/app")
+
+    assert str(caught.value).startswith("repository key ours may not sign tag 1.0 in reg/app: ")
