@@ -7,7 +7,6 @@ digest and size) under each tag, not as each of its children in turn.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,8 +22,6 @@ from regwatch.trust.signer import sign
 
 if TYPE_CHECKING:
     from regwatch.service.app import Service
-
-log = logging.getLogger(__name__)
 
 
 class Signer:

@@ -157,5 +157,5 @@ def _server_key(client: NotaryClient, role: str) -> PublicKey:
         raise TrustError(f"notary server has no {role} key for {client.gun}")
     try:
         return public_key_from(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TrustError(f"notary server's {role} key for {client.gun} is not JSON") from None

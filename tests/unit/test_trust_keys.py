@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from regwatch.errors import TrustError
+from regwatch.service.signing import signing_key
+from regwatch.specs import Signing
 from regwatch.trust.canonical import canonical
 from regwatch.trust.keys import (
     PublicKey,
@@ -151,3 +153,16 @@ def test_a_new_root_key_is_a_certificate_for_the_gun() -> None:
     assert key.public.keytype == "ecdsa-x509"
     assert certificate_names(key.public) == ["registry.example/team/app"]
     assert verify(key.public, "ecdsa", key.sign(b"m"), b"m")
+
+
+def test_a_key_id_given_must_be_the_key_s() -> None:
+    given = Signing(key=NOTARY_KEY, passphrase=NOTARY_PASSPHRASE, key_id=NOTARY_KEY_ID)
+    wrong = Signing(key=NOTARY_KEY, passphrase=NOTARY_PASSPHRASE, key_id="0" * 64)
+
+    assert signing_key(given).key_id == NOTARY_KEY_ID
+    with pytest.raises(TrustError) as caught:
+        signing_key(wrong)
+    assert str(caught.value) == (
+        f"content_trust: repository_key_id {'0' * 64} is not the ID of repository_key "
+        f"({NOTARY_KEY_ID})"
+    )
