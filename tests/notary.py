@@ -279,11 +279,12 @@ class NotaryClient:
         self.run("key", "generate", "ecdsa", "--role", role, "-o", str(prefix))
         return prefix
 
-    def initialise(self, gun: str) -> str:
-        """`docker trust`'s way: init with a server-managed snapshot key, publish; returns the
-        targets key as the trust directory holds it."""
+    def initialise(self, gun: str, *, server_snapshot: bool = True) -> str:
+        """`docker trust`'s way (`server_snapshot`): init with a snapshot key the server
+        manages, publish; returns the targets key as the trust directory holds it."""
         self.run("init", gun)
-        self.run("key", "rotate", gun, "snapshot", "-r")
+        if server_snapshot:
+            self.run("key", "rotate", gun, "snapshot", "-r")
         self.run("publish", gun)
         for path in (self.trust_dir / "private").glob("*.key"):
             text = path.read_text()

@@ -25,6 +25,13 @@ METADATA_LIMIT: Final = 16 << 20
 """Bytes of one metadata document: a targets role with thousands of tags fits many times."""
 
 
+SNAPSHOT_HINT: Final = (
+    "regwatch signs no snapshot: the server must hold the collection's snapshot key "
+    "(`notary key rotate {gun} snapshot -r`), as `docker trust` sets it up"
+)
+"""Said when the server refuses a publish: the usual cause is a snapshot key a client holds."""
+
+
 class NotaryClient:
     """Talks to `server` (an `https://host[:port]` URL) about the collection `gun`."""
 
@@ -74,6 +81,9 @@ class NotaryClient:
         payload = b"".join(parts) + f"--{boundary}--\r\n".encode()
         content_type = f"multipart/form-data; boundary={boundary}"
         answer = self._send("POST", self._base, what, payload, content_type)
+        if answer.status == 400:
+            refused = self._refused(answer, what)
+            raise TrustError(f"{refused}; {SNAPSHOT_HINT.format(gun=self.gun)}")
         if answer.status != 200:
             raise self._refused(answer, what)
 

@@ -428,3 +428,29 @@ def test_a_client_certificate_is_presented_to_the_notary_server(
         assert not list(Path(tempfile.gettempdir()).glob("regwatch-client-*"))
     else:
         assert_fails(run, "signing image(s): ", "TLS")
+
+
+def test_a_collection_whose_snapshot_key_a_client_holds_fails_the_put(
+    plain_registry: RegistryServer, notary: NotaryClient, tmp_path: Path
+) -> None:
+    """notary's default (without `key rotate … snapshot -r`): the server cannot sign a
+    snapshot for our targets, refuses the update, and the put says what to do."""
+    repository = fresh(plain_registry)
+    key = notary.initialise(repository, server_snapshot=False)
+
+    run = put(
+        plain_registry,
+        repository,
+        tmp_path,
+        layout_of(tmp_path / "one", images.image("client-snapshot")),
+        trust(notary.server, key),
+        notary.server.ca_pem,
+        version="1.0.0",
+    )
+
+    assert_fails(
+        run,
+        "signing image(s): publish targets of",
+        ": 400 invalid_update",
+        f"`notary key rotate {repository} snapshot -r`",
+    )
