@@ -17,6 +17,7 @@
     ├── StoreError               the event store refused
     │   ├── Conflict             another writer appended to the stream first
     │   └── SchemaNotCurrent     the database needs `regwatch migrate`
+    ├── TrustError               content trust: a key, a signature or the notary server refused
     ├── NotRecorded              the log holds no answer (a tag absent at the moment asked)
     └── DeliveryFailed           a notification sink did not accept an event (it stays pending)
 
@@ -112,6 +113,11 @@ class Conflict(StoreError):
 
 class SchemaNotCurrent(StoreError):
     """The database schema is older than this regwatch."""
+
+
+class TrustError(RegwatchError):
+    """Signing for content trust failed: a bad key or passphrase, metadata that does not
+    verify, or a notary server that refused what we sent."""
 
 
 class NotRecorded(RegwatchError):

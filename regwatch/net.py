@@ -235,9 +235,12 @@ class Transport:
     """Told the host and status of every answer (a daemon's request metrics)."""
     secret_urls: bool = False
     """The URLs themselves are secrets (a Slack hook's path): debug lines show the host only."""
+    client_cert: ClientCertificate | None = None
+    """The TLS client certificate to present (to a notary server)."""
 
     def __post_init__(self) -> None:
         self.verify: str | bool = ca_bundle(self.ca_certs) if self.ca_certs else system_roots()
+        self._cert_files = _CertificateFiles(self.client_cert) if self.client_cert else None
         self._session = _session(self.pool_size)
         self._guarded = _session(1)
         self._lock = threading.Lock()
@@ -253,6 +256,8 @@ class Transport:
     def close(self) -> None:
         self._session.close()
         self._guarded.close()
+        if self._cert_files is not None:
+            self._cert_files.remove()
 
     def fetch(
         self,
@@ -385,6 +390,7 @@ class Transport:
                     stream=True,
                     timeout=(min(CONNECT_TIMEOUT, self.request_timeout), self.request_timeout),
                     verify=self.verify,
+                    cert=self._cert_files.paths if self._cert_files else None,
                     allow_redirects=follow_redirects,
                 )
         finally:
@@ -395,6 +401,36 @@ class Transport:
             self.on_answer(urlsplit(url).netloc, response.status_code)
         self.rate_limits.note(urlsplit(response.url).netloc.rpartition("@")[2], response.headers)
         return response, watch
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """A TLS client certificate and its private key, both PEM."""
+
+    certificate: str
+    key: str = field(repr=False)
+
+
+class _CertificateFiles:
+    """A client certificate where the TLS library wants it: files, in a directory only we can
+    read, the key's mode 0600, removed on `remove()` (and at exit, should that be missed)."""
+
+    def __init__(self, certificate: ClientCertificate) -> None:
+        self._directory = tempfile.mkdtemp(prefix="regwatch-client-")
+        cert_path = os.path.join(self._directory, "client.cert")
+        key_path = os.path.join(self._directory, "client.key")
+        for path, text in ((cert_path, certificate.certificate), (key_path, certificate.key)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+        self.paths = (cert_path, key_path)
+        atexit.register(self.remove)
+
+    def remove(self) -> None:
+        for path in self.paths:
+            _remove(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._directory)
 
 
 def _no_close(answer: Answer) -> None:

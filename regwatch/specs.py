@@ -118,6 +118,26 @@ class FetchSpec:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """How `out` signs what it pushed with Notary (Docker Content Trust, spec §6.7).
+
+    `server` is None for the default (Docker Hub's notary, else the registry's host); `actions`
+    are the token scope's (`push,pull`). `username`/`password` are None to use the registry's.
+    """
+
+    key: str = field(repr=False)
+    """The repository key's PEM, as notary exports it (usually encrypted)."""
+    passphrase: str = field(repr=False)
+    server: str | None = None
+    key_id: str | None = None
+    actions: str = "push,pull"
+    tls_cert: str | None = None
+    tls_key: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class PushSpec:
     """What `out` pushes: the image at `image` below the sources, under the computed tags."""
 
@@ -126,6 +146,8 @@ class PushSpec:
     bump_aliases: bool = False
     additional_tags: str | None = None
     tag_prefix: str | None = None
+    signing: Signing | None = None
+    """Sign each tag with Notary after the push; None pushes unsigned."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.notary import (
+    NotaryServer,
+    start_client_cert_notary_server,
+    start_notary_server,
+    start_token_notary_server,
+)
 from tests.postgres import ExternalPostgres, PostgresCluster, start_postgres
 from tests.registries import (
     RegistryServer,
@@ -94,6 +100,44 @@ def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
 def postgres_url(postgres_server: PostgresCluster | ExternalPostgres) -> str:
     """The URL of a PostgreSQL database that is empty and, during this test, this test's alone."""
     return postgres_server.fresh_url()
+
+
+@pytest.fixture(scope="session")
+def notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryServer]:
+    """notary-server over TLS (its CA in ``ca_pem``), memory storage, no auth."""
+    server = start_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotaryServer]:
+    """notary-server over TLS taking Bearer tokens from an HTTPS token service (user signer)."""
+    server = start_token_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("token-notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def client_cert_notary_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NotaryServer]:
+    """notary-server over TLS that wants a client certificate (``client_certificate``)."""
+    server = start_client_cert_notary_server(
+        require_tool("notary-server"), tmp_path_factory.mktemp("client-cert-notary-server")
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

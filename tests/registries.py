@@ -44,7 +44,12 @@ READY_TIMEOUT_SECONDS = 10.0
 STOP_GRACE_SECONDS = 5.0
 
 # Where a missing tool comes from, so a skip or failure says what to install.
-_DEBIAN_PACKAGES = {"docker-registry": "docker-registry", "htpasswd": "apache2-utils"}
+_DEBIAN_PACKAGES = {
+    "docker-registry": "docker-registry",
+    "htpasswd": "apache2-utils",
+    "notary": "notary",
+    "notary-server": "notary",
+}
 
 # Safety net: processes still running when the interpreter exits (a crashed session).
 _LIVE_PROCESSES: set[subprocess.Popen[bytes]] = set()

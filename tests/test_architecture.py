@@ -76,8 +76,8 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset(),
     ),
     (
-        "regwatch.trust",
-        (*VOCABULARY, "regwatch.net", "regwatch.registry."),
+        "regwatch.trust.",
+        (*VOCABULARY, "regwatch.net", "regwatch.registry.", "regwatch.trust."),
         frozenset({"cryptography"}),
     ),
     ("regwatch.observe", (*VOCABULARY, "regwatch.rescan"), frozenset()),

@@ -18,10 +18,12 @@ import hashlib
 import hmac
 import json
 import secrets
+import ssl
 import threading
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -228,7 +230,15 @@ class TokenService:
     ``realm`` goes into the registry's ``auth.token``.
     """
 
-    def __init__(self, *, issuer: str, service: str, users: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        service: str,
+        users: Mapping[str, str],
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`tls` (certificate and key files) serves over HTTPS, as a notary server's realm."""
         self.issuer = issuer
         self.service = service
         self._users = dict(users)
@@ -247,6 +257,12 @@ class TokenService:
         self.post_refusal: int | None = None
         """When set, every POST is answered with this status (a realm that takes GET only)."""
         self._server = _TokenHTTPServer(self)
+        self._scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._serving = Background(self._server, "regwatch-token-service", poll=0.05)
 
     @property
@@ -255,7 +271,7 @@ class TokenService:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     @property
     def realm(self) -> str:

@@ -86,17 +86,15 @@ def out_main(
         parsed = parse_out_request(request)
         source = parsed.source
         _configure_logging(debug=source.debug)
-        if source.content_trust is not None:
-            raise ConfigError(
-                "content_trust: signing with Notary is not built yet; remove it to push"
-            )
         login = cloud_login(source)
         spec = watch_spec(
             source, unresolved="could not resolve repository", mirrored=False, login=login
         )
         progress = None if source.debug else progress_for(err)
         with _service(source, login) as service:
-            pushed = service.put(spec, push_spec(parsed.params), sources, progress=progress)
+            pushed = service.put(
+                spec, push_spec(parsed.params, source.content_trust), sources, progress=progress
+            )
         return _answer(pushed.version, pushed.metadata)
 
     return _with_directory(put, argv, stdin, stdout, stderr, writes=False)

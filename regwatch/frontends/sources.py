@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
-from regwatch.config import GetParams, Platform, PutParams, Source, Version
+from regwatch.config import ContentTrust, GetParams, Platform, PutParams, Source, Version
 from regwatch.errors import ConfigError
 from regwatch.refs import Repository, parse_registry, parse_repository
 from regwatch.registry.credentials import CredentialSource
@@ -21,6 +22,7 @@ from regwatch.specs import (
     PlatformChoice,
     PushSpec,
     Selection,
+    Signing,
     TagDigest,
     WatchSpec,
 )
@@ -192,11 +194,40 @@ def fetch_spec(params: GetParams, version: Version) -> FetchSpec:
     )
 
 
-def push_spec(params: PutParams) -> PushSpec:
+def push_spec(params: PutParams, trust: ContentTrust | None = None) -> PushSpec:
     return PushSpec(
         image=params.image or "",
         version=params.version,
         bump_aliases=params.bump_aliases,
         additional_tags=params.additional_tags,
         tag_prefix=params.tag_prefix,
+        signing=signing_of(trust) if trust is not None else None,
+    )
+
+
+TRUST_ACTIONS: Final = ("pull", "push,pull", "catalog")
+"""The token scopes' actions `content_trust.scopes` may name (the Go resource's list)."""
+
+
+def signing_of(trust: ContentTrust) -> Signing:
+    """`content_trust` as a `Signing`; scopes outside `TRUST_ACTIONS` fall back to `pull` with
+    a warning, as the Go resource does (a server then refuses the publish, saying why)."""
+    actions = trust.scopes or "push,pull"
+    if actions not in TRUST_ACTIONS:
+        log.warning(
+            "content_trust.scopes %r is not one of %s; using pull",
+            actions,
+            ", ".join(TRUST_ACTIONS),
+        )
+        actions = "pull"
+    return Signing(
+        key=trust.repository_key or "",
+        passphrase=trust.repository_passphrase or "",
+        server=trust.server,
+        key_id=trust.repository_key_id,
+        actions=actions,
+        tls_cert=trust.tls_cert,
+        tls_key=trust.tls_key,
+        username=trust.username,
+        password=trust.password,
     )

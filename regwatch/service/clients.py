@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from regwatch.errors import RateLimited
-from regwatch.net import Transport
+from regwatch.net import ClientCertificate, Transport
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.credentials import CredentialSource, StaticCredentials
 from regwatch.retrying import RetryPolicy
@@ -60,7 +60,7 @@ class ClientPool:
         self._request_timeout = request_timeout
         self._sleep = sleep
         self._now = now
-        self._transports: dict[tuple[str, ...], Transport] = {}
+        self._transports: dict[tuple[tuple[str, ...], ClientCertificate | None], Transport] = {}
         self._clients: dict[tuple[str, Access], RegistryClient] = {}
         self._paused: dict[str, datetime] = {}
         self._lock = threading.Lock()
@@ -100,15 +100,16 @@ class ClientPool:
                 client = RegistryClient(
                     registry,
                     self._transport(access.ca_certs),
-                    self._credentials(registry, access),
+                    self.credentials(registry, access),
                     insecure=access.insecure,
                 )
                 self._clients[(registry, access)] = client
             return client
 
-    def transport(self, access: Access) -> Transport:
+    def transport(self, access: Access, client_cert: ClientCertificate | None = None) -> Transport:
+        """The transport for `access`'s trust roots, presenting `client_cert` when given."""
         with self._lock:
-            return self._transport(access.ca_certs)
+            return self._transport(access.ca_certs, client_cert)
 
     def forget(self, registry: str, access: Access) -> None:
         """Drop the client, so the next one pings and authenticates afresh (after a failure
@@ -123,14 +124,16 @@ class ClientPool:
             self._transports.clear()
             self._clients.clear()
 
-    def _credentials(self, registry: str, access: Access) -> CredentialSource:
+    def credentials(self, registry: str, access: Access) -> CredentialSource:
         """The access's own pair when it names either half, else the lookup's source."""
         if access.username or access.password or self._lookup is None:
             return credentials_of(access)
         return self._lookup(registry) or credentials_of(access)
 
-    def _transport(self, ca_certs: tuple[str, ...]) -> Transport:
-        transport = self._transports.get(ca_certs)
+    def _transport(
+        self, ca_certs: tuple[str, ...], client_cert: ClientCertificate | None = None
+    ) -> Transport:
+        transport = self._transports.get((ca_certs, client_cert))
         if transport is None:
             transport = Transport(
                 ca_certs=ca_certs,
@@ -139,6 +142,7 @@ class ClientPool:
                 pool_size=POOL_SIZE,
                 sleep=self._sleep,
                 on_answer=self._on_answer,
+                client_cert=client_cert,
             )
-            self._transports[ca_certs] = transport
+            self._transports[(ca_certs, client_cert)] = transport
         return transport

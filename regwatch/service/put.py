@@ -28,6 +28,7 @@ from regwatch.specs import Metadata, Pushed, PushSpec, TagDigest, WatchSpec
 
 if TYPE_CHECKING:
     from regwatch.service.app import Service
+    from regwatch.service.signing import Signer
 from regwatch.versioning import Version as SemVersion
 from regwatch.versioning import parse_version, why_not_a_version
 
@@ -53,6 +54,7 @@ def put(
     repository = spec.repository
     tags = _tags_to_push(service, spec, push, sources)
     image_path = _glob_one(sources, push.image)
+    signer = _signer(service, spec, push)
     try:
         loaded = load_image(image_path)
     except RegwatchError as exc:
@@ -60,7 +62,7 @@ def put(
     homes = _blob_homes(service, repository, loaded) if service.persistent else {}
     with loaded:
         try:
-            _push_with_retries(service, spec, loaded, tags, progress or NoProgress(), homes)
+            _push_with_retries(service, spec, loaded, tags, progress or NoProgress(), homes, signer)
         except RegwatchError as exc:
             raise prefixed(exc, "pushing image failed") from exc
         digest = loaded.top.digest
@@ -197,6 +199,18 @@ def _glob_one(source_dir: Path, pattern: str) -> Path:
     return Path(matches[0])
 
 
+def _signer(service: Service, spec: WatchSpec, push: PushSpec) -> Signer | None:
+    """The content-trust signer, its key loaded: a bad key or passphrase fails before a push."""
+    if push.signing is None:
+        return None
+    from regwatch.service.signing import Signer  # noqa: PLC0415  # only a signing put pays
+
+    try:
+        return Signer(service, spec.repository, spec.access, push.signing)
+    except RegwatchError as exc:
+        raise prefixed(exc, "pushing image failed: signing image(s)") from exc
+
+
 def _push_with_retries(
     service: Service,
     spec: WatchSpec,
@@ -204,13 +218,21 @@ def _push_with_retries(
     tags: Sequence[str],
     progress: Progress,
     homes: Mapping[str, Repository],
+    signer: Signer | None,
 ) -> None:
-    """The whole push, retried on transient failures; a retry starts with a fresh client."""
+    """The whole push and its signing, retried on transient failures; a retry starts with a
+    fresh client."""
     repository, access = spec.repository, spec.access
 
     def attempt() -> None:
         client = service.clients.client(repository.registry, access)
         _push(client, repository, loaded, tags, progress, homes)
+        if signer is not None:
+            top = loaded.top
+            try:
+                signer.sign(tags, top.digest, len(top.body))
+            except RegwatchError as exc:
+                raise prefixed(exc, "signing image(s)") from exc
 
     def afresh() -> bool:
         service.clients.forget(repository.registry, access)

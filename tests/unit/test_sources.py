@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from regwatch.config import GetParams, PutParams, Source, Version
+from regwatch.config import ContentTrust, GetParams, PutParams, Source, Version
 from regwatch.errors import ConfigError
 from regwatch.frontends.sources import cloud_login, cursor_of, fetch_spec, push_spec, watch_spec
 from regwatch.refs import Repository
-from regwatch.specs import Access, Mode, PlatformChoice, Selection, TagDigest
+from regwatch.specs import Access, Mode, PlatformChoice, Selection, Signing, TagDigest
 
 MIRROR = {"host": "mirror.test:5000", "username": "m", "password": "m-secret"}
 
@@ -148,3 +148,50 @@ def test_params_and_versions_become_specs() -> None:
         "t",
         "v",
     )
+
+
+def test_content_trust_lands_in_the_push_spec() -> None:
+    trust = ContentTrust.model_validate(
+        {
+            "server": "https://notary.test",
+            "repository_key_id": "abc",
+            "repository_key": "PEM",
+            "repository_passphrase": "pass",
+            "tls_cert": "CERT",
+            "tls_key": "KEY",
+            "username": "u",
+            "password": "p",
+        }
+    )
+
+    signing = push_spec(PutParams(image="image.tar"), trust).signing
+
+    assert signing == Signing(
+        key="PEM",
+        passphrase="pass",
+        server="https://notary.test",
+        key_id="abc",
+        actions="push,pull",
+        tls_cert="CERT",
+        tls_key="KEY",
+        username="u",
+        password="p",
+    )
+    assert "PEM" not in repr(signing)
+    assert "pass" not in repr(signing)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "actions", "warned"),
+    [("pull", "pull", False), ("catalog", "catalog", False), ("push", "pull", True)],
+)
+def test_content_trust_scopes_outside_the_list_become_pull(
+    caplog: pytest.LogCaptureFixture, scopes: str, actions: str, warned: bool
+) -> None:
+    trust = ContentTrust.model_validate({"repository_key": "PEM", "scopes": scopes})
+
+    signing = push_spec(PutParams(image="image.tar"), trust).signing
+
+    assert signing is not None
+    assert signing.actions == actions
+    assert ("content_trust.scopes 'push' is not one of" in caplog.text) is warned
