@@ -144,6 +144,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.registry.ecr",
             "regwatch.registry.acr",
             "regwatch.notify.",
+            "regwatch.store.leases",
             "regwatch.frontends.",
         ),
         frozenset(

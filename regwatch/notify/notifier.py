@@ -33,6 +33,7 @@ class Notifier:
         backoff: Backoff | None = None,
         on_delivery: Callable[[str, bool], None] | None = None,
         on_lag: Callable[[str, int], None] | None = None,
+        follows: Callable[[str], bool] | None = None,
     ) -> None:
         self._transport = Transport(request_timeout=DELIVERY_TIMEOUT, secret_urls=True)
         self._store = store
@@ -44,6 +45,7 @@ class Notifier:
                 backoff=backoff,
                 on_delivery=on_delivery,
                 on_lag=on_lag,
+                may_deliver=_asking(follows, settings.name),
             )
             for settings in sinks
         ]
@@ -78,6 +80,14 @@ class Notifier:
         for follower in self.followers:
             follower.wake()
 
+    def lead_changed(self, name: str, led: bool) -> None:
+        """This daemon gained (or lost) a sink: it reads the checkpoint again and looks now."""
+        for follower in self.followers:
+            if follower.name == name:
+                follower.resync()
+                if led:
+                    follower.wake()
+
     def drain(self, window: float) -> list[str]:
         """`--once`: every sink delivers what is pending, each within `window` seconds
         (backing off after failures), all at once; the names of those still behind."""
@@ -96,3 +106,7 @@ class Notifier:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._transport.close()
+
+
+def _asking(follows: Callable[[str], bool] | None, name: str) -> Callable[[], bool] | None:
+    return None if follows is None else lambda: follows(name)
