@@ -34,6 +34,7 @@ from regwatch.frontends.fleet import (
     Heartbeat,
     SinkLeadership,
     TurnRule,
+    preferred,
     turn_rule,
     watch_lease,
 )
@@ -125,8 +126,14 @@ class Daemon:
         """A timer's run: poll when the fleet's lease gives this daemon the watch's turn."""
         rule: TurnRule = self._rules[watch.name]
         name = watch_lease(watch)
+        mine = preferred(watch.name, self.heartbeat.members) == self.leases.owner
         try:
-            turn = self.leases.take_turn(name, period=rule.period, slack=rule.slack, hold=rule.hold)
+            turn = self.leases.take_turn(
+                name,
+                period=rule.period,
+                slack=rule.slack if mine else -rule.grace,
+                hold=rule.hold,
+            )
         except RegwatchError as exc:
             log.warning("watch %s: %s", watch.name, exc)
             self.metrics.polled(watch.name, "failed", 0.0)

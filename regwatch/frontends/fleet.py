@@ -2,15 +2,21 @@
 
 Every daemon of a fleet runs the same config with its own APScheduler timer; the timers fire
 for every watch in every daemon, and the store's leases (`store/leases.py`) decide which one
-polls. A daemon starting late aligns its timers on the log (a watch is due one period after its
-last success), so the fleet's timers fire together and the first to ask takes the turn; a dead
-daemon simply stops asking. A poll in flight holds its turn for a few seconds at a time,
-renewed by `Heartbeat`; a sink's follower runs only in the daemon that holds the sink's lease,
-renewed by `SinkLeadership`.
+polls: the turn is taken by one daemon, once per period, never while another holds it.
+
+Who asks first is not left to chance. The daemons alive (each renews its `member:` row) spread
+the watches by rendezvous hashing: a watch's preferred daemon is the member whose hash with the
+watch's name is highest, so a daemon that joins takes about 1/N of the watches and one that
+dies gives up only its own. The preferred daemon takes a turn as soon as it is due (less the
+slack jitter needs); the others only once it is overdue by `grace`, which is how a dead or
+stuck daemon's watches are taken over. A poll in flight holds its turn for a few seconds at a
+time, renewed by `Heartbeat`; a sink's follower runs only in the daemon that holds the sink's
+lease, renewed by `SinkLeadership`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -20,7 +26,7 @@ from typing import Final
 
 from regwatch.errors import RegwatchError
 from regwatch.frontends.watchconfig import CRON_TIMEZONE, Watch
-from regwatch.store.leases import Leases
+from regwatch.store.leases import MEMBER, Leases
 
 log = logging.getLogger("regwatch.daemon")
 
@@ -43,22 +49,32 @@ def sink_lease(name: str) -> str:
 
 @dataclass(frozen=True)
 class TurnRule:
-    """When a watch's next turn may be taken, and how long a turn is held between renewals."""
+    """When a watch's next turn may be taken (by its preferred daemon: `period - slack` after
+    the last; by any other: `period + grace` after it), and how long a turn is held between
+    renewals."""
 
     period: timedelta
     slack: timedelta
+    grace: timedelta
     hold: timedelta
 
 
 def turn_rule(watch: Watch, now: datetime | None = None) -> TurnRule:
     """A watch's period (its `every`, or the gap between two runs of its crontab), the slack
     its jitter needs (a run may come up to one jitter early after one up to one jitter late),
-    and a hold of half the period within 1–10 s."""
+    a grace as long, and a hold of half the period within 1–10 s."""
     period = watch.every or _cron_gap(watch, now or datetime.now(UTC))
     jitter = timedelta(seconds=watch.jitter.seconds(period))
     slack = min(2 * jitter + min(SLACK_MAX, period / 4), period / 2)
     hold = min(HOLD_MAX, max(HOLD_MIN, period / 2))
-    return TurnRule(period, slack, hold)
+    return TurnRule(period, slack, slack, hold)
+
+
+def preferred(watch: str, members: Sequence[str]) -> str | None:
+    """The member that polls `watch` (rendezvous hashing: the highest hash of the pair)."""
+    if not members:
+        return None
+    return max(members, key=lambda member: hashlib.sha256(f"{watch}\0{member}".encode()).digest())
 
 
 def _cron_gap(watch: Watch, now: datetime) -> timedelta:
@@ -75,12 +91,14 @@ def _cron_gap(watch: Watch, now: datetime) -> timedelta:
 
 
 class Heartbeat:
-    """Renews the holds of the polls in flight, on a thread of its own: a pool full of long
-    polls must not let their holds lapse."""
+    """Says this daemon is alive and renews the holds of its polls in flight, on a thread of
+    its own (a pool full of long polls must not let their holds lapse); `members` is the fleet
+    as of the last beat."""
 
     def __init__(self, leases: Leases, hold: timedelta) -> None:
         self._leases = leases
         self.hold = hold
+        self.members: tuple[str, ...] = (leases.owner,)
         self._names: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -99,22 +117,36 @@ class Heartbeat:
                 self._names.pop(name, None)
 
     def start(self) -> None:
+        self.beat()
         self._thread = threading.Thread(target=self._run, name="regwatch-heartbeat", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop beating and leave the fleet at once: the others take this daemon's watches."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        try:
+            self._leases.resign([f"{MEMBER}{self._leases.owner}"])
+        except RegwatchError as exc:
+            log.warning("fleet: cannot leave the fleet: %s", exc)
+
+    def beat(self) -> None:
+        with self._lock:
+            names = list(self._names)
+        try:
+            self._leases.renew(names, self.hold)
+            alive = self._leases.beat(self.hold)
+        except RegwatchError as exc:
+            log.warning("fleet: cannot renew this daemon's leases: %s", exc)
+            return
+        if tuple(alive) != self.members:
+            log.info("fleet: %d daemon(s) alive", len(alive))
+        self.members = tuple(alive) or (self._leases.owner,)
 
     def _run(self) -> None:
         while not self._stop.wait(self.hold.total_seconds() / 3):
-            with self._lock:
-                names = list(self._names)
-            try:
-                self._leases.renew(names, self.hold)
-            except RegwatchError as exc:
-                log.warning("fleet: cannot renew the turns in flight: %s", exc)
+            self.beat()
 
 
 class SinkLeadership:

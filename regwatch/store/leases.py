@@ -10,6 +10,8 @@ SQLite (`BEGIN IMMEDIATE`) let exactly one writer win. No daemon talks to anothe
   turn for a few seconds, renewed while the poll runs, and ends it when the poll ends.
 - **A sink's follower** (`sink:<name>`): held by one daemon, renewed while it lives; another
   takes it once the hold lapses.
+- **Membership** (`member:<daemon>`): each daemon renews its own row; those whose hold has not
+  lapsed are the fleet, over which the daemons spread the watches (`frontends/fleet.py`).
 
 Times come from the database's clock on PostgreSQL (daemons on several machines agree on one
 clock), from this process's elsewhere (SQLite: one machine).
@@ -28,6 +30,10 @@ from sqlalchemy import exc
 from regwatch.store.engine import WRITE_OPTION
 from regwatch.store.eventstore import EventStore, translated
 from regwatch.store.schema import leases as leases_table
+
+MEMBER = "member:"
+"""The prefix of the rows that say which daemons are alive (`beat`)."""
+FORGET_AFTER = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,29 @@ class Leases:
                     .values(owner=self.owner, held_until=now + hold)
                 ).rowcount
             )
+
+    def beat(self, hold: timedelta) -> list[str]:
+        """Say this daemon is alive for `hold` more, and name every daemon alive now (its own
+        name among them), sorted; rows of daemons dead for a day are dropped."""
+        row = leases_table.c
+        name = f"{MEMBER}{self.owner}"
+        with self._writing("record this daemon as alive") as connection:
+            now = self._now(connection)
+            _ensure(connection, name)
+            connection.execute(
+                sa.update(leases_table)
+                .where(row.name == name)
+                .values(owner=self.owner, held_until=now + hold)
+            )
+            connection.execute(
+                sa.delete(leases_table).where(
+                    row.name.startswith(MEMBER), row.held_until < now - FORGET_AFTER
+                )
+            )
+            alive = connection.execute(
+                sa.select(row.owner).where(row.name.startswith(MEMBER), row.held_until > now)
+            ).scalars()
+            return sorted({owner for owner in alive if owner})
 
     def resign(self, names: Collection[str]) -> None:
         """Let go of what this daemon holds among `names`, so others need not wait out the hold."""
