@@ -111,6 +111,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.net",
             "regwatch.projections.history",
             "regwatch.store.eventstore",
+            "regwatch.store.wakeups",
             "regwatch.notify.",
         ),
         frozenset({"apprise"}),

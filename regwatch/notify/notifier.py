@@ -17,6 +17,7 @@ from regwatch.notify.follower import Backoff, Follower
 from regwatch.notify.settings import SinkSettings
 from regwatch.notify.sinks import sink_for
 from regwatch.store.eventstore import EventStore
+from regwatch.store.wakeups import AppendListener
 
 DELIVERY_TIMEOUT = 10.0
 """Seconds an HTTP sink gets to answer one notice."""
@@ -51,6 +52,9 @@ class Notifier:
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._listener = AppendListener(store.engine, self.wake)
+        """On PostgreSQL, another daemon's polls wake the followers too (a fleet's sink is
+        followed by one daemon while all of them poll)."""
 
     def begin(self) -> None:
         """Give every sink without a checkpoint the log's end as its start."""
@@ -75,6 +79,7 @@ class Notifier:
             )
             thread.start()
             self._threads.append(thread)
+        self._listener.start()
 
     def wake(self) -> None:
         for follower in self.followers:
@@ -101,6 +106,7 @@ class Notifier:
     def stop(self, timeout: float) -> None:
         """Stop the followers; one in the middle of a delivery gets `timeout` seconds."""
         self._stop.set()
+        self._listener.stop()
         self.wake()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
