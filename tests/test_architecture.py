@@ -111,6 +111,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.net",
             "regwatch.projections.history",
             "regwatch.store.eventstore",
+            "regwatch.store.wakeups",
             "regwatch.notify.",
         ),
         frozenset({"apprise"}),
@@ -144,6 +145,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
             "regwatch.registry.ecr",
             "regwatch.registry.acr",
             "regwatch.notify.",
+            "regwatch.store.leases",
             "regwatch.frontends.",
         ),
         frozenset(

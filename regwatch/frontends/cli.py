@@ -106,7 +106,7 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     timer.handlers[:] = ours.handlers
     timer.setLevel(logging.WARNING)
     timer.propagate = False
-    metrics = Metrics()
+    metrics = Metrics(daemon.daemon_name())
     timeout = request_timeout_from_env(env)
     service = Service(
         store=config.store,

@@ -8,6 +8,11 @@ wait for their turn, so a restart does not stampede the registries.
 
 Each poll is one `Service.poll`, whose events and run commit in one transaction: a daemon
 killed at any moment loses nothing it had committed and leaves no half poll behind.
+
+Several daemons with one config and one store are a fleet (`fleet.py`): a timer's run polls
+only when the store's lease gives this daemon the watch's turn, and a sink is followed by the
+one daemon that holds its lease. `--once` polls and delivers without asking: it is a person's
+explicit request.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from regwatch.errors import RateLimited, RegwatchError
+from regwatch.frontends.fleet import (
+    Heartbeat,
+    SinkLeadership,
+    TurnRule,
+    preferred,
+    turn_rule,
+    watch_lease,
+)
 from regwatch.frontends.metrics import Metrics
 from regwatch.frontends.watchconfig import CRON_TIMEZONE, DaemonConfig, Watch
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
+from regwatch.store.leases import Leases
 
 if TYPE_CHECKING:
     from regwatch.notify.follower import Backoff
@@ -47,6 +61,11 @@ SINK_GRACE: Final = 15.0
 RETENTION_EVERY: Final = timedelta(hours=1)
 """How often old job runs are dropped, when the config asks for retention."""
 
+SINK_HOLD: Final = 10.0
+"""Seconds a daemon holds a sink's lease between renewals (scaled like the retries)."""
+AFTER_HOLD: Final = timedelta(milliseconds=200)
+"""How long after another daemon's hold lapses a held watch's turn is asked for again."""
+
 
 def daemon_name() -> str:
     """`host:pid`: which process polled, in the runs it records."""
@@ -55,7 +74,8 @@ def daemon_name() -> str:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one poll of one watch ended: `ok`, `failed` or `rate_limited`."""
+    """How one poll of one watch ended: `ok`, `failed` or `rate_limited`; `skipped` when a
+    timer's run did not poll (not this daemon's turn)."""
 
     watch: str
     result: str
@@ -82,6 +102,71 @@ class Daemon:
         self._in_flight = 0
         self._idle = threading.Condition()
         self._scheduler: Any = None
+        self._rules = {watch.name: turn_rule(watch) for watch in config.watches}
+        self._leases: Leases | None = None
+        self._heartbeat: Heartbeat | None = None
+
+    @property
+    def leases(self) -> Leases:
+        """This daemon's leases in the store, made on first use (`--once` never asks)."""
+        if self._leases is None:
+            self._leases = Leases(self.service.store(), daemon_name())
+        return self._leases
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        if self._heartbeat is None:
+            holds = [rule.hold for rule in self._rules.values()]
+            self._heartbeat = Heartbeat(self.leases, min(holds, default=timedelta(seconds=10)))
+        return self._heartbeat
+
+    # -- one timer run -------------------------------------------------------------------------
+
+    def turn(self, watch: Watch) -> Outcome:
+        """A timer's run: poll when the fleet's lease gives this daemon the watch's turn."""
+        rule: TurnRule = self._rules[watch.name]
+        name = watch_lease(watch)
+        mine = preferred(watch.name, self.heartbeat.members) == self.leases.owner
+        try:
+            turn = self.leases.take_turn(
+                name,
+                period=rule.period,
+                slack=rule.slack if mine else -rule.grace,
+                hold=rule.hold,
+            )
+        except RegwatchError as exc:
+            log.warning("watch %s: %s", watch.name, exc)
+            self.metrics.polled(watch.name, "failed", 0.0)
+            return Outcome(watch.name, "failed", str(exc))
+        if not turn.taken:
+            self.metrics.skipped(watch.name)
+            if turn.held_until is not None:
+                self._ask_again(watch, turn.held_until + AFTER_HOLD)
+            return Outcome(watch.name, "skipped")
+        self.heartbeat.holding(name)
+        try:
+            return self.poll(watch)
+        finally:
+            self.heartbeat.released(name)
+            try:
+                self.leases.end_turn(name)
+            except RegwatchError as exc:
+                log.warning("watch %s: %s", watch.name, exc)
+
+    def _ask_again(self, watch: Watch, when: datetime) -> None:
+        """Another daemon holds the turn: ask once more when its hold lapses, so a daemon that
+        died polling is replaced within seconds, not a period."""
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        scheduler.add_job(
+            self.turn,
+            "date",
+            run_date=when,
+            args=[watch],
+            id=f"{watch.name} (held)",
+            replace_existing=True,
+        )
 
     # -- one poll ------------------------------------------------------------------------------
 
@@ -136,7 +221,7 @@ class Daemon:
         for watch in self.config.watches:
             trigger = trigger_of(watch)
             first = self.first_run(watch, trigger, now)
-            scheduler.add_job(self.poll, trigger, args=[watch], id=watch.name, next_run_time=first)
+            scheduler.add_job(self.turn, trigger, args=[watch], id=watch.name, next_run_time=first)
         if self.config.retention_runs is not None:
             scheduler.add_job(
                 self.drop_old_runs,
@@ -145,8 +230,9 @@ class Daemon:
                 id="retention",
                 next_run_time=now,
             )
-        scheduler.start()
         self._scheduler = scheduler
+        self.heartbeat.start()
+        scheduler.start()
 
     def first_run(self, watch: Watch, trigger: Any, now: datetime) -> datetime:
         """Now, when the last successful poll is older than the interval (or there is none);
@@ -172,6 +258,13 @@ class Daemon:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         deadline = time.monotonic() + grace
+        try:
+            return self._wait_idle(deadline)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+
+    def _wait_idle(self, deadline: float) -> bool:
         with self._idle:
             while self._in_flight:
                 left = deadline - time.monotonic()
@@ -195,9 +288,15 @@ class Daemon:
         return True
 
 
-def _notifier(config: DaemonConfig, service: Service, metrics: Metrics) -> Notifier | None:
+def _notifier(
+    config: DaemonConfig,
+    service: Service,
+    metrics: Metrics,
+    leadership: SinkLeadership | None = None,
+) -> Notifier | None:
     """The config's sinks, each starting where its checkpoint is (a new one: the log's end
-    now, before the first poll); None without sinks."""
+    now, before the first poll); None without sinks. With `leadership`, a sink is followed
+    only while this daemon holds its lease."""
     if not config.notify:
         return None
     from regwatch.notify.notifier import Notifier  # noqa: PLC0415
@@ -210,9 +309,23 @@ def _notifier(config: DaemonConfig, service: Service, metrics: Metrics) -> Notif
         backoff=sink_backoff(service.retry),
         on_delivery=metrics.delivered,
         on_lag=metrics.lagging,
+        follows=leadership.leads if leadership is not None else None,
     )
     notifier.begin()
+    if leadership is not None:
+        leadership.on_change = notifier.lead_changed
     return notifier
+
+
+def sink_leadership(config: DaemonConfig, service: Service) -> SinkLeadership | None:
+    """The sinks' leases this daemon competes for; None without sinks."""
+    if not config.notify:
+        return None
+    scale = service.retry.base / RetryPolicy.base
+    hold = timedelta(seconds=max(1.0, SINK_HOLD * scale))
+    return SinkLeadership(
+        Leases(service.store(), daemon_name()), [sink.name for sink in config.notify], hold
+    )
 
 
 def sink_backoff(retry: RetryPolicy) -> Backoff:
@@ -291,7 +404,8 @@ def run(
     from regwatch.frontends.metrics import serve  # noqa: PLC0415
 
     service.store()  # created, or refused in one line, before anything else happens
-    notifier = _notifier(config, service, metrics)
+    leadership = None if once else sink_leadership(config, service)
+    notifier = _notifier(config, service, metrics, leadership)
     daemon = Daemon(config, service, metrics, notifier=notifier)
     if once:
         server = serve(listen, metrics, lambda: True) if listen else None
@@ -314,6 +428,8 @@ def run(
     try:
         if notifier is not None:
             notifier.start()
+        if leadership is not None:
+            leadership.start()
         daemon.start()
         log.info(
             "watching %d watch(es) with %d workers; store %s",
@@ -327,6 +443,8 @@ def run(
     finally:
         if notifier is not None:
             notifier.stop(SINK_GRACE)
+        if leadership is not None:
+            leadership.stop()
         if server is not None:
             server.shutdown()
         for number, handler in previous.items():

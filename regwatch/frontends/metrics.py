@@ -35,14 +35,28 @@ _WIRE_TO_CANONICAL = {"registry-1.docker.io": "index.docker.io"}
 class Metrics:
     """Every metric of one daemon, in a registry of its own (tests build several)."""
 
-    def __init__(self) -> None:
+    def __init__(self, daemon: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.daemon = daemon
         build = Info("regwatch_build", "The regwatch build.", registry=self.registry)
         build.info({"version": __version__, "python": sys.version.split()[0]})
         self._polls = Counter(
             "regwatch_polls",
             "Polls of each watch, by result (ok, failed, rate_limited).",
             ["watch", "result"],
+            registry=self.registry,
+        )
+        self._daemon_polls = Counter(
+            "regwatch_daemon_polls",
+            "Polls by this daemon (host:pid), by result: its share of a fleet's work.",
+            ["daemon", "result"],
+            registry=self.registry,
+        )
+        self._turns_skipped = Counter(
+            "regwatch_turns_skipped",
+            "Timer runs that did not poll: the watch's turn was not due, or another daemon"
+            " of the fleet held it.",
+            ["watch"],
             registry=self.registry,
         )
         self._duration = Histogram(
@@ -102,7 +116,11 @@ class Metrics:
 
     def polled(self, watch: str, result: str, seconds: float) -> None:
         self._polls.labels(watch, result).inc()
+        self._daemon_polls.labels(self.daemon, result).inc()
         self._duration.observe(seconds)
+
+    def skipped(self, watch: str) -> None:
+        self._turns_skipped.labels(watch).inc()
 
     def polled_ok(self, watch: str, tags: int, events: Sequence[Any]) -> None:
         self._last_ok.labels(watch).set_to_current_time()

@@ -58,8 +58,11 @@ class Follower:
         backoff: Backoff | None = None,
         on_delivery: Callable[[str, bool], None] | None = None,
         on_lag: Callable[[str, int], None] | None = None,
+        may_deliver: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self._may_deliver = may_deliver or (lambda: True)
+        """False while another daemon of the fleet follows this sink."""
         self._store = store
         self._sink = sink
         self._notices = Notices(store)
@@ -100,6 +103,9 @@ class Follower:
                     if self._stop.is_set():
                         self._save(self._read)
                         return False
+                    if not self._may_deliver():
+                        self.resync()
+                        return False
                     self._follow(event)
                 if len(page) < PAGE:
                     self._save(self._read)
@@ -128,10 +134,18 @@ class Follower:
         """Something was recorded: look at the log now (unless backing off)."""
         self._wake.set()
 
+    def resync(self) -> None:
+        """Another daemon may have moved the checkpoint: read it again before the next drain."""
+        self._saved = None
+
     def run(self, stop: threading.Event) -> None:
         """The follower's thread: drain, back off after a failure, sleep until woken."""
         self._stop = stop
         while not stop.is_set():
+            if not self._may_deliver():  # another daemon follows; a gained lease wakes us
+                self._wake.wait(IDLE_WAKE)
+                self._wake.clear()
+                continue
             try:
                 caught_up = self.drain()
             except RegwatchError as exc:  # the store failed: try again later

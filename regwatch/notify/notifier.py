@@ -17,6 +17,7 @@ from regwatch.notify.follower import Backoff, Follower
 from regwatch.notify.settings import SinkSettings
 from regwatch.notify.sinks import sink_for
 from regwatch.store.eventstore import EventStore
+from regwatch.store.wakeups import AppendListener
 
 DELIVERY_TIMEOUT = 10.0
 """Seconds an HTTP sink gets to answer one notice."""
@@ -33,6 +34,7 @@ class Notifier:
         backoff: Backoff | None = None,
         on_delivery: Callable[[str, bool], None] | None = None,
         on_lag: Callable[[str, int], None] | None = None,
+        follows: Callable[[str], bool] | None = None,
     ) -> None:
         self._transport = Transport(request_timeout=DELIVERY_TIMEOUT, secret_urls=True)
         self._store = store
@@ -44,11 +46,15 @@ class Notifier:
                 backoff=backoff,
                 on_delivery=on_delivery,
                 on_lag=on_lag,
+                may_deliver=_asking(follows, settings.name),
             )
             for settings in sinks
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._listener = AppendListener(store.engine, self.wake)
+        """On PostgreSQL, another daemon's polls wake the followers too (a fleet's sink is
+        followed by one daemon while all of them poll)."""
 
     def begin(self) -> None:
         """Give every sink without a checkpoint the log's end as its start."""
@@ -73,10 +79,19 @@ class Notifier:
             )
             thread.start()
             self._threads.append(thread)
+        self._listener.start()
 
     def wake(self) -> None:
         for follower in self.followers:
             follower.wake()
+
+    def lead_changed(self, name: str, led: bool) -> None:
+        """This daemon gained (or lost) a sink: it reads the checkpoint again and looks now."""
+        for follower in self.followers:
+            if follower.name == name:
+                follower.resync()
+                if led:
+                    follower.wake()
 
     def drain(self, window: float) -> list[str]:
         """`--once`: every sink delivers what is pending, each within `window` seconds
@@ -91,8 +106,13 @@ class Notifier:
     def stop(self, timeout: float) -> None:
         """Stop the followers; one in the middle of a delivery gets `timeout` seconds."""
         self._stop.set()
+        self._listener.stop()
         self.wake()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._transport.close()
+
+
+def _asking(follows: Callable[[str], bool] | None, name: str) -> Callable[[], bool] | None:
+    return None if follows is None else lambda: follows(name)

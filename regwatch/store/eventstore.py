@@ -57,6 +57,9 @@ class Snapshot:
 PAGE = 1000
 """Events `read_all` returns at most, unless asked for fewer or more."""
 
+APPENDED_CHANNEL = "regwatch_appended"
+"""The PostgreSQL `NOTIFY` channel every append transaction signals (`store/wakeups.py`)."""
+
 _DIGEST_LENGTH = 160
 """The `blob_locations.digest` column's length; sha512 digests take 135 characters."""
 
@@ -387,6 +390,9 @@ class UnitOfWork:
         )
         positions = self.connection.execute(insert, rows).scalars().all()
         self.appending = None
+        if positions and self.connection.dialect.name == "postgresql":
+            # Sent when this transaction commits: followers in other daemons wake at once.
+            self.connection.execute(sa.text(f"NOTIFY {APPENDED_CHANNEL}"))
         _place_blobs(self.connection, stream, tag_rows)
         if snapshot is not None and events:
             _save_snapshot(self.connection, stream, snapshot)

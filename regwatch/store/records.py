@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-REVISION: Final = "0003_blob_locations"
+REVISION: Final = "0004_leases"
 """The newest Alembic revision (`tests/store/test_migrations.py` keeps it the scripts' head)."""
 
 

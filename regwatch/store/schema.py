@@ -73,3 +73,15 @@ blob_locations = sa.Table(
     sa.Column("digest", sa.String(160), primary_key=True),
     sa.Column("stream", sa.String(512), primary_key=True),
 )
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    # Fleet coordination beside the log (`store/leases.py`): `watch:<name>` rows hold a watch's
+    # last turn and the daemon polling it; `sink:<name>` rows the daemon following that sink.
+    # Not facts: any row may be deleted while no daemon runs.
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("owner", sa.String(256)),
+    sa.Column("held_until", sa.DateTime(timezone=True)),
+    sa.Column("turn_at", sa.DateTime(timezone=True)),
+)

@@ -17,7 +17,7 @@ from tests.e2e.steps import Run, assert_fails, client_for, source_for, step
 from tests.e2e.test_cli import regwatch as command_line
 from tests.registries import RegistryServer
 
-HEAD = "0003_blob_locations"
+HEAD = "0004_leases"
 THEN = datetime(2024, 5, 6, tzinfo=UTC)
 
 

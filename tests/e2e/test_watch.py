@@ -228,6 +228,7 @@ def test_the_daemon_polls_on_schedule_sees_changes_serves_metrics_and_stops_on_s
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
         metrics = answer.read().decode()
     assert 'regwatch_polls_total{result="ok",watch="app"}' in metrics
+    assert f':{daemon.process.pid}",result="ok"}}' in metrics, "polls by this daemon (host:pid)"
     assert 'regwatch_events_appended_total{kind="TagAppeared"}' in metrics
     assert f'regwatch_registry_requests_total{{code="200",registry="{plain_registry.host}"}}' in (
         metrics

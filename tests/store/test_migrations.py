@@ -40,8 +40,8 @@ def tables(engine: sa.Engine) -> set[str]:
         return set(sa.inspect(connection).get_table_names()) - {"sqlite_sequence"}
 
 
-HEAD = "0003_blob_locations"
-TABLES = {"alembic_version", "events", "checkpoints", "snapshots", "blob_locations"}
+HEAD = "0004_leases"
+TABLES = {"alembic_version", "events", "checkpoints", "snapshots", "blob_locations", "leases"}
 
 
 def test_head_is_the_newest_revision() -> None:

@@ -20,7 +20,7 @@ from regwatch.store.schema import events, metadata
 from tests.postgres import empty_database
 from tests.store.test_eventstore import run_in_threads
 
-HEAD = "0003_blob_locations"
+HEAD = "0004_leases"
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 THEN = datetime(2024, 5, 6, tzinfo=UTC)
 
