@@ -20,7 +20,6 @@ from regwatch.errors import RegwatchError, prefixed
 from regwatch.events import PollSucceeded, from_payload, run_stream
 from regwatch.projections.coverage import Coverage, NotCovered, replayed
 from regwatch.projections.versions import check_versions
-from regwatch.service.polling import poll
 from regwatch.service.recording import load_state
 from regwatch.specs import TagDigest, WatchSpec
 
@@ -35,8 +34,11 @@ def check(service: Service, spec: WatchSpec, cursor: TagDigest | None) -> list[T
         log.warning(
             "tag_regex is ignored: tag %r is set, and tag wins (tag mode)", spec.selection.tag
         )
-    if service.persistent:
-        service.store()  # a store that cannot be opened fails the check before any request
+    if service.persistent and (spec.max_age is None or service.existing_store() is None):
+        # A store that cannot be opened fails the check before any request. One that exists
+        # at this regwatch's revision is opened with one query, without loading Alembic (~0.3 s
+        # of a check that may be answered from the log); a new one is created as usual.
+        service.store()
     if spec.mirror is not None:
         mirrored = dataclasses.replace(
             spec, repository=spec.mirror.repository, access=spec.mirror.access, mirror=None
@@ -64,6 +66,10 @@ def _versions(
         logged = _from_log(service, spec, cursor)
         if logged is not None:
             return logged
+    # Imported here: the registry client and requests cost a check answered from the log
+    # ~0.2 s of start-up for nothing.
+    from regwatch.service.polling import poll  # noqa: PLC0415
+
     done = poll(service, spec, cursor, failed=failed)
     return check_versions(done.state, done.observation, spec.selection, cursor)
 
