@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from regwatch.durations import shown
@@ -63,7 +64,7 @@ def _versions(
     service: Service, spec: WatchSpec, cursor: TagDigest | None, failed: str
 ) -> list[TagDigest]:
     if spec.max_age is not None and service.persistent:
-        logged = _from_log(service, spec, cursor)
+        logged = _from_log(service, spec, cursor, spec.max_age)
         if logged is not None:
             return logged
     # Imported here: the registry client and requests cost a check answered from the log
@@ -75,7 +76,7 @@ def _versions(
 
 
 def _from_log(
-    service: Service, spec: WatchSpec, cursor: TagDigest | None
+    service: Service, spec: WatchSpec, cursor: TagDigest | None, max_age: timedelta
 ) -> list[TagDigest] | None:
     """The answer from the log, or None when no fresh successful poll covers this check.
 
@@ -83,7 +84,6 @@ def _from_log(
     that runs ahead does not make its polls fresh for longer. Only the newest success counts,
     so the answer never comes from an older listing than the log's newest.
     """
-    assert spec.max_age is not None
     store = service.store()
     stream = spec.repository.name
     stored = store.latest(run_stream(stream), "PollSucceeded")
@@ -91,16 +91,17 @@ def _from_log(
         log.debug("%s: polling: the log holds no successful poll", stream)
         return None
     age = service.now() - stored.observed_at
-    if abs(age) >= spec.max_age:
+    if abs(age) >= max_age:
         log.debug(
             "%s: polling: the newest successful poll is %s old (max_age %s)",
             stream,
             shown(abs(age)),
-            shown(spec.max_age),
+            shown(max_age),
         )
         return None
     run = from_payload(stored.kind, stored.schema_version, stored.payload)
-    assert isinstance(run, PollSucceeded)
+    if not isinstance(run, PollSucceeded):  # the query asked for this kind only
+        return None
     state, _ = load_state(store, stream)
     try:
         observation = replayed(
