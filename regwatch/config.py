@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from regwatch.durations import parse_duration
 from regwatch.errors import ConfigError
 from regwatch.refs import parse_digest, parse_tag
 
@@ -132,6 +133,9 @@ class Source(_Payload):
     """An SQLAlchemy URL: record observations there instead of in a throw-away store."""
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
     """How many digests a check resolves at once."""
+    max_age: str | None = None
+    """How old the store's newest successful poll may be for a check to be answered from the
+    log without a request (`2m`, `30s`, `1h30m`); needs `store`."""
 
     _keep_empty: ClassVar[frozenset[str]] = frozenset({"repository"})
 
@@ -154,6 +158,13 @@ class Source(_Payload):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("max_age")
+    @classmethod
+    def _max_age_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)  # its ValueError names the problem; the path names the field
+        return value
+
 
 class Version(_Payload):
     """A Concourse version of this resource: both keys are always emitted."""
@@ -174,6 +185,11 @@ class _Request(_Payload):
         if not self.source.repository:
             raise ValueError(
                 "source.repository is required: the image repository, e.g. ghcr.io/acme/app"
+            )
+        if self.source.max_age is not None and self.source.store is None:
+            raise ValueError(
+                "source.max_age needs source.store: a check is answered from the store's log"
+                " (the fleet's database); set store, or remove max_age"
             )
         return self
 

@@ -100,6 +100,19 @@ class PollSucceeded(_Event):
     tag_versions: tuple[int, int] | None = None
     """The first and last version this poll appended to the repository's stream; None when it
     appended nothing there."""
+    listed: tuple[str, ...] | None = None
+    """The full listing, in the registry's order, when the poll made one (and it held at most
+    `LISTING_KEPT` tags); None otherwise. With `resolved` and `missing`, what the poll covered:
+    a Concourse check with `max_age` is answered from the log only within that."""
+    resolved: tuple[str, ...] = ()
+    """Every tag this poll looked up and found, whatever the mode; a daemon's economical poll
+    names only the tags it sent a request for, never one it kept from earlier polls."""
+    missing: tuple[str, ...] = ()
+    """Tags this poll looked up and the registry did not have."""
+    digests_present: tuple[str, ...] = ()
+    """Digests looked up (a tag-mode cursor whose tag moved) and found."""
+    digests_absent: tuple[str, ...] = ()
+    """Digests looked up and not found."""
 
 
 class PollFailed(_Event):
@@ -134,9 +147,13 @@ SCHEMA_VERSION: Mapping[str, int] = {
     "TagDisappeared": 2,
     "ImageInspected": 1,
     "ImagePushed": 1,
-    "PollSucceeded": 3,
+    "PollSucceeded": 4,
     "PollFailed": 3,
 }
+
+LISTING_KEPT: Final = 10_000
+"""The longest listing a run keeps: past it a run says it did not list (a check then polls)
+rather than write a payload of hundreds of kilobytes per poll."""
 
 RUN_STREAM_SUFFIX: Final = "#runs"
 """No repository name holds a `#`, so no tag stream ends like this."""
@@ -168,6 +185,18 @@ def _succeeded_without_watch(payload: dict[str, Any]) -> dict[str, Any]:
     return {**_polled_by_no_watch(payload), "initial": False, "tag_versions": None}
 
 
+def _covered_nothing(payload: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 runs did not say what they listed or resolved: they prove nothing fresh."""
+    return {
+        **payload,
+        "listed": None,
+        "resolved": [],
+        "missing": [],
+        "digests_present": [],
+        "digests_absent": [],
+    }
+
+
 def _no_platform(payload: dict[str, Any]) -> dict[str, Any]:
     """Version 1 tag events did not say which platform their watch asked for."""
     return {**payload, "platform": None}
@@ -186,6 +215,7 @@ UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
     ("PollFailed", 1): _polled_by_no_daemon,
     ("PollSucceeded", 2): _succeeded_without_watch,
     ("PollFailed", 2): _polled_by_no_watch,
+    ("PollSucceeded", 3): _covered_nothing,
 }
 """(kind, schema version) → a function lifting that payload to the next schema version."""
 

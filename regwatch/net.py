@@ -49,7 +49,13 @@ from regwatch.errors import (
     Unreachable,
 )
 from regwatch.ratelimits import RateLimits
-from regwatch.retrying import Again, RetryPolicy, env_seconds, retry
+from regwatch.retrying import (
+    DEFAULT_REQUEST_TIMEOUT,
+    REQUEST_TIMEOUT_ENV,
+    Again,
+    RetryPolicy,
+    retry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +63,6 @@ USER_AGENT: Final = f"regwatch/{__version__}"
 CONNECT_TIMEOUT: Final = 10.0
 """Seconds to connect: a dead registry fails a check in seconds, not minutes."""
 
-REQUEST_TIMEOUT_ENV: Final = "REGWATCH_REQUEST_TIMEOUT_SECONDS"
-DEFAULT_REQUEST_TIMEOUT: Final = 60.0
 BLOB_MIN_PROGRESS: Final = 1024
 """Bytes a blob body must deliver in every request-timeout window."""
 
@@ -68,10 +72,6 @@ _MAX_REDIRECTS: Final = 10
 _IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 _PERMANENT_5XX: Final = frozenset({501, 505})
 _RESETS: Final = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, RemoteDisconnected)
-
-
-def request_timeout_from_env(environ: Mapping[str, str] = os.environ) -> float:
-    return env_seconds(environ, REQUEST_TIMEOUT_ENV, zero_ok=False) or DEFAULT_REQUEST_TIMEOUT
 
 
 def header_int(value: str | None) -> int | None:

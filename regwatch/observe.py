@@ -66,6 +66,9 @@ class Observation:
     resolved: Mapping[str, str] = field(default_factory=dict)
     missing: frozenset[str] = frozenset()
     digests_present: frozenset[str] = frozenset()
+    digests_absent: frozenset[str] = frozenset()
+    """Digests looked up (a tag-mode cursor) that named no manifest: what the run records, so
+    a check answered from the log knows the cursor is gone without asking."""
     inspected: tuple[ImageFacts, ...] = ()
     platform: str | None = None
     """The watch's explicit platform (`os/arch[/variant]`), which its tag events carry."""
@@ -201,10 +204,14 @@ def _observe_tag(
     pool.resolve([tag])
     current = pool.found.get(tag)
     present: frozenset[str] = frozenset()
+    absent: frozenset[str] = frozenset()
     moved = current and cursor and cursor.digest and cursor.digest != current
-    if moved and cursor and reader.digest(cursor.digest) is not None:
-        present = frozenset({cursor.digest})
-    return pool.observation(stream, taken_at, None, digests_present=present)
+    if moved and cursor:
+        if reader.digest(cursor.digest) is not None:
+            present = frozenset({cursor.digest})
+        else:
+            absent = frozenset({cursor.digest})
+    return pool.observation(stream, taken_at, None, digests_present=present, digests_absent=absent)
 
 
 def _resolve_semver(
@@ -282,6 +289,7 @@ class _Resolver:
         *,
         inspected: tuple[ImageFacts, ...] = (),
         digests_present: frozenset[str] = frozenset(),
+        digests_absent: frozenset[str] = frozenset(),
     ) -> Observation:
         listing_order = {t: self.found[t] for t in listed or () if t in self.found}
         resolved = {**listing_order, **self.found}
@@ -292,5 +300,6 @@ class _Resolver:
             resolved=resolved,
             missing=frozenset(self.missing),
             digests_present=digests_present,
+            digests_absent=digests_absent,
             inspected=inspected,
         )

@@ -21,6 +21,9 @@ from regwatch.errors import ConfigError, RegwatchError
 log = logging.getLogger(__name__)
 
 RETRY_BASE_ENV: Final = "REGWATCH_RETRY_BASE_SECONDS"
+REQUEST_TIMEOUT_ENV: Final = "REGWATCH_REQUEST_TIMEOUT_SECONDS"
+DEFAULT_REQUEST_TIMEOUT: Final = 60.0
+"""Seconds a request's whole answer may take (`net.Transport`'s deadline)."""
 
 _T = TypeVar("_T")
 
@@ -53,6 +56,13 @@ class RetryPolicy:
         """The wait before retry number `attempt` (0-based), with ±jitter randomisation."""
         raw = min(self.base * self.multiplier**attempt, self.max_interval)
         return raw * (1 - self.jitter + 2 * self.jitter * rand())
+
+
+def request_timeout_from_env(environ: Mapping[str, str] = os.environ) -> float:
+    """The answer deadline the environment asks for. Read here, beside the retry schedule, not
+    in `net`: a front end reads it without importing requests, which a check answered from the
+    log never needs."""
+    return env_seconds(environ, REQUEST_TIMEOUT_ENV, zero_ok=False) or DEFAULT_REQUEST_TIMEOUT
 
 
 def env_seconds(environ: Mapping[str, str], name: str, *, zero_ok: bool) -> float | None:

@@ -93,6 +93,10 @@ class WatchSpec:
     rescan: timedelta | None = None
     """How often known versions are re-verified; None resolves every candidate on each poll, as
     the Concourse check does. The daemon sets it (default 24h)."""
+    max_age: timedelta | None = None
+    """A Concourse check with a store: answer from the log, with no request, when the
+    repository's newest successful poll is younger than this and covered the check (issue 16);
+    None always polls."""
 
     @property
     def shown(self) -> str:

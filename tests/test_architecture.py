@@ -39,7 +39,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     ("regwatch.errors", (), frozenset()),
     ("regwatch.refs", VOCABULARY, frozenset({"pydantic"})),
     ("regwatch.versioning", VOCABULARY, frozenset({"pydantic", "semver"})),
-    ("regwatch.config", VOCABULARY, frozenset({"pydantic", "semver"})),
+    ("regwatch.config", (*VOCABULARY, "regwatch.durations"), frozenset({"pydantic", "semver"})),
     ("regwatch.specs", ("regwatch.refs",), frozenset()),
     ("regwatch.durations", (), frozenset()),
     ("regwatch.selection", VOCABULARY, frozenset()),

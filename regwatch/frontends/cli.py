@@ -92,8 +92,8 @@ def _watch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from regwatch.frontends.metrics import Metrics, parse_listen  # noqa: PLC0415
     from regwatch.frontends.sources import login_lookup  # noqa: PLC0415
     from regwatch.frontends.watchconfig import default_store, load_config  # noqa: PLC0415
-    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
     from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
+    from regwatch.retrying import request_timeout_from_env  # noqa: PLC0415
 
     config = load_config(Path(args.config), env)
     listen = parse_listen(args.listen) if args.listen else None
@@ -198,8 +198,8 @@ def _service(env: Mapping[str, str]) -> Service:
     """A service whose registries fall back to the Docker config's credentials; a helper must
     answer within the request timeout."""
     # Imported here: the HTTP stack (~0.2 s of start-up) is for the commands that use it.
-    from regwatch.net import request_timeout_from_env  # noqa: PLC0415
     from regwatch.registry.dockerconfig import docker_credentials  # noqa: PLC0415
+    from regwatch.retrying import request_timeout_from_env  # noqa: PLC0415
 
     timeout = request_timeout_from_env(env)
     return Service(

@@ -29,8 +29,7 @@ from regwatch.frontends.sources import (
     push_spec,
     watch_spec,
 )
-from regwatch.net import request_timeout_from_env
-from regwatch.retrying import RetryPolicy
+from regwatch.retrying import RetryPolicy, request_timeout_from_env
 from regwatch.service import Service
 from regwatch.specs import Metadata, TagDigest
 

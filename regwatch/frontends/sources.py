@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from regwatch.config import ContentTrust, GetParams, Platform, PutParams, Source, Version
+from regwatch.durations import parse_duration
 from regwatch.errors import ConfigError
 from regwatch.refs import Repository, parse_registry, parse_repository
 from regwatch.registry.credentials import CredentialSource
@@ -66,6 +67,7 @@ def watch_spec(
         label_regex=source.label_regex,
         annotation_regex=source.annotation_regex,
         name=name,
+        max_age=parse_duration(source.max_age) if source.max_age is not None else None,
     )
 
 

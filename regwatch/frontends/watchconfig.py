@@ -525,6 +525,9 @@ def _watch(
     source = watch.source
     if source.store is not None:
         raise _store_in_source({"watches": {index: merged}}, (*where, "source", "store"))
+    if source.max_age is not None:
+        key = _written_key({"watches": {index: merged}}, (*where, "source", "max_age"))
+        raise _Problem(key, "max_age is for Concourse checks: a watch polls on its schedule")
     if not source.repository:
         key = _written_key({"watches": {index: merged}}, (*where, "source", "repository"))
         raise _Problem(key, "required: the image repository to watch, e.g. ghcr.io/acme/app")

@@ -105,7 +105,7 @@ class Service:
         (`history`, `status`) never loads the HTTP stack."""
         with self._clients_lock:
             if self._clients is None:
-                from regwatch.net import DEFAULT_REQUEST_TIMEOUT  # noqa: PLC0415
+                from regwatch.retrying import DEFAULT_REQUEST_TIMEOUT  # noqa: PLC0415
                 from regwatch.service.clients import ClientPool  # noqa: PLC0415
 
                 timeout, on_answer, credentials = self._pool_settings

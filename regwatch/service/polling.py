@@ -27,6 +27,7 @@ from regwatch.errors import (
 from regwatch.events import Event, PollFailed, PollSucceeded
 from regwatch.image.manifests import wanted_platform
 from regwatch.observe import ImageFacts, Observation, observe
+from regwatch.projections.coverage import covering
 from regwatch.refs import Reference, Repository, is_tag, parse_digest
 from regwatch.registry.client import RegistryClient
 from regwatch.registry.images import ImageSource
@@ -110,13 +111,16 @@ def poll(
         if store is None:
             service.polled_at[turn] = observation.taken_at
             return Poll(repository, observation, fold(decide(state, observation), state))
-        run = PollSucceeded(
-            requests=requests,
-            duration_seconds=seconds,
-            source=service.polled_by,
-            daemon=service.daemon,
-            watch=watch,
-            initial=first_success(store, stream, watch),
+        run = covering(
+            PollSucceeded(
+                requests=requests,
+                duration_seconds=seconds,
+                source=service.polled_by,
+                daemon=service.daemon,
+                watch=watch,
+                initial=first_success(store, stream, watch),
+            ),
+            observation,
         )
         state, appended = record(
             store, stream, state, version, observation, runs=[run], sleep=service.sleep

@@ -127,6 +127,23 @@ def test_check_with_a_store_still_records(pushed: tuple[str, images.Image], tmp_
     assert database.stat().st_size > 0
 
 
+def test_a_check_answered_from_the_log_loads_no_http_stack_and_no_alembic(
+    pushed: tuple[str, images.Image], tmp_path: Path
+) -> None:
+    """Concourse runs it every minute in a fresh container: it reads one run and a snapshot."""
+    repo, image = pushed
+    source = {"repository": repo, "tag": "stable", "store": f"sqlite:///{tmp_path / 's.db'}"}
+    request = json.dumps({"source": {**source, "max_age": "10m"}})
+    first, polled = run_cli(["check"], tmp_path, request)
+    assert {"requests", "alembic"} <= polled
+
+    again, loaded = run_cli(["check"], tmp_path, request)
+
+    assert json.loads(again) == json.loads(first) == [{"tag": "stable", "digest": image.digest}]
+    assert loaded & {"requests", "urllib3", "alembic", "regwatch.net"} == set()
+    assert "sqlalchemy" in loaded
+
+
 def test_in_without_a_store_records_nothing(
     pushed: tuple[str, images.Image], tmp_path: Path
 ) -> None:

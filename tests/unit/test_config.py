@@ -262,3 +262,46 @@ def test_out_names_a_missing_image(params: dict[str, Any]) -> None:
 
 def test_messages_keep_the_case_of_values() -> None:
     assert "invalid tag 'Foo:Bar'" in refused(check_with({"tag": "Foo:Bar"}))
+
+
+@pytest.mark.parametrize(
+    ("max_age", "reason"),
+    [
+        ("2x", "'2x' is not a duration: write a number and a unit"),
+        ("120", "'120' is not a duration"),
+        ("0s", "'0s' is not a duration longer than zero"),
+    ],
+)
+def test_a_bad_max_age_is_one_line_naming_the_field(max_age: str, reason: str) -> None:
+    message = refused(check_with({"max_age": max_age, "store": "sqlite://"}))
+    assert message.startswith(f"invalid payload: source.max_age: {reason}")
+
+
+def test_a_max_age_that_is_a_number_is_refused_as_go_would() -> None:
+    message = refused(check_with({"max_age": 120, "store": "sqlite://"}))
+    assert message == (
+        "invalid payload: json: cannot unmarshal number into Go struct field "
+        "source.max_age of type string"
+    )
+
+
+@pytest.mark.parametrize("parse", [parse_check_request, parse_in_request, parse_out_request])
+def test_max_age_without_a_store_is_refused_by_every_step(parse: Any) -> None:
+    """Concourse hands one `source` to check, get and put: a wrong one fails them all alike."""
+    request: dict[str, Any] = {"source": {"repository": "r", "max_age": "2m"}}
+    if parse is not parse_out_request:
+        request["version"] = {"tag": "t", "digest": DIGEST}
+    else:
+        request["params"] = {"image": "i"}
+    message = refused(json.dumps(request), parse)
+    assert message == (
+        "invalid payload: source.max_age needs source.store: a check is answered from the"
+        " store's log (the fleet's database); set store, or remove max_age"
+    )
+
+
+@pytest.mark.parametrize("written", ["2m", "30s", "1h30m", "Max_Age"])
+def test_a_max_age_with_a_store_decodes(written: str) -> None:
+    key, value = ("Max_Age", "2m") if written == "Max_Age" else ("max_age", written)
+    parsed = parse_check_request(check_with({key: value, "store": "sqlite://"}))
+    assert parsed.source.max_age == value

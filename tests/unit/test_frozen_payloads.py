@@ -84,6 +84,15 @@ DECODED: dict[str, Event] = {
         initial=True,
         tag_versions=(1, 5),
     ),
+    "PollSucceeded-4": PollSucceeded(
+        requests=5,
+        duration_seconds=0.5,
+        listed=("1.0.0", "1.1.0", "latest"),
+        resolved=("1.1.0", "latest"),
+        missing=("1.0.0",),
+        digests_present=(A,),
+        digests_absent=(B,),
+    ),
     "PollFailed-3": PollFailed(
         error="polling x failed: ping x: connection refused",
         requests=1,
@@ -136,3 +145,15 @@ def test_a_version_1_tag_event_knows_no_platform(kind: str) -> None:
     assert isinstance(decoded, TagAppeared | TagMoved | TagDisappeared)
     assert decoded.platform is None
     assert getattr(decoded, "platform_changed", None) is None
+
+
+def test_a_version_3_run_covers_nothing() -> None:
+    """Runs written before issue 16 did not say what they asked: no check is answered by one."""
+    frozen = json.loads((FROZEN / "PollSucceeded-3.json").read_text())
+
+    decoded = from_payload("PollSucceeded", 3, frozen["payload"])
+
+    assert isinstance(decoded, PollSucceeded)
+    assert decoded.listed is None
+    assert decoded.resolved == decoded.missing == ()
+    assert decoded.digests_present == decoded.digests_absent == ()

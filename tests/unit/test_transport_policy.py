@@ -10,11 +10,10 @@ from regwatch.net import (
     header_int,
     is_transient_status,
     loggable_url,
-    request_timeout_from_env,
     retry_after_seconds,
     system_roots,
 )
-from regwatch.retrying import RetryPolicy
+from regwatch.retrying import RetryPolicy, request_timeout_from_env
 
 
 def test_default_schedule_is_the_go_resources() -> None:

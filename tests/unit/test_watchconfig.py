@@ -339,6 +339,16 @@ SECRETS = {
             "write `store:` at the top of the config",
         ),
         (
+            "watches: [{source: {repository: a, Max_Age: 2m}, every: 1m}]",
+            "watches[0].source.Max_Age: max_age is for Concourse checks: "
+            "a watch polls on its schedule",
+        ),
+        (
+            "watches: [{source: {repository: a, max_age: 2x}, every: 1m}]",
+            "watches[0].source.max_age: '2x' is not a duration: write a number and a unit "
+            "(s, m, h or d), such as 30s, 5m, 24h or 1h30m",
+        ),
+        (
             "defaults: {source: {store: 'sqlite://'}}\n" + WATCH,
             "defaults.source.store: the store is top-level: "
             "write `store:` at the top of the config",
