@@ -376,20 +376,21 @@ class Bench:
 # -- checking -----------------------------------------------------------------------------------
 
 
-def tree(root: Path) -> dict[str, tuple[str, int, str]]:
-    """Every entry below `root`: relative path → (kind, size of a file, target of a link)."""
-    found: dict[str, tuple[str, int, str]] = {}
+def tree(root: Path) -> dict[str, tuple[str, int, str, int]]:
+    """Every entry below `root`: relative path → (kind, size of a file, target of a link,
+    mtime in nanoseconds of a file or directory)."""
+    found: dict[str, tuple[str, int, str, int]] = {}
     for folder, dirs, names in os.walk(root):
         for name in dirs + names:
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, root)
             st = os.lstat(path)
             if os.path.islink(path):
-                found[rel] = ("link", 0, os.readlink(path))
+                found[rel] = ("link", 0, os.readlink(path), 0)
             elif os.path.isdir(path):
-                found[rel] = ("dir", 0, "")
+                found[rel] = ("dir", 0, "", st.st_mtime_ns)
             else:
-                found[rel] = ("file", st.st_size, "")
+                found[rel] = ("file", st.st_size, "", st.st_mtime_ns)
     return found
 
 

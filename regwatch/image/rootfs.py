@@ -208,6 +208,10 @@ class _Layer:
         # Directories of earlier layers opened up (u+rwx) so a non-root run can write into
         # them: their mode is given back at the end.
         self._opened: dict[_Dir, int] = {}
+        # Directories whose entries this layer changes without naming them: their times as
+        # they were before, given back at the end (as umoci does), so a directory keeps the
+        # time its own layer gave it, not the moment a later layer added or removed a child.
+        self._kept: dict[_Dir, tuple[int, int]] = {}
 
     # -- one entry ------------------------------------------------------------------------------
 
@@ -239,6 +243,7 @@ class _Layer:
         link_target = self._link_target(member) if member.islnk() else None
         parent = self._resolve(parts[:-1], entry, create=True)
         assert parent is not None  # create=True always finds or makes the parent
+        self._keep_times(parent)
         base = parts[-1]
         path = self._prefix + parent.rel(base)
         self._say(f"unpacking {entry}")
@@ -313,9 +318,10 @@ class _Layer:
 
     def finish(self) -> None:
         """Give directories their final modes and times: this layer's entries ask for theirs,
-        earlier layers' directories opened up get theirs back. The deepest go first, so a
-        parent that loses u+x does so after its children are done."""
-        nodes = sorted({*self._dir_times, *self._opened}, key=lambda node: node.depth, reverse=True)
+        earlier layers' directories opened up or changed get theirs back. The deepest go first,
+        so a parent that loses u+x does so after its children are done."""
+        touched = {*self._dir_times, *self._opened, *self._kept}
+        nodes = sorted(touched, key=lambda node: node.depth, reverse=True)
         for node in nodes:
             if not node.alive():
                 continue
@@ -325,8 +331,11 @@ class _Layer:
                     mode, atime, mtime = self._dir_times[node]
                     os.chmod(path, mode)
                     os.utime(path, ns=(atime, mtime), follow_symlinks=False)
-                else:
+                    continue
+                if node in self._opened:
                     os.chmod(path, self._opened[node])
+                if node in self._kept:
+                    os.utime(path, ns=self._kept[node], follow_symlinks=False)
             except OSError as exc:
                 raise ImageError(f"{self._name}: {node.rel()}: {_reason(exc)}") from exc
 
@@ -347,6 +356,7 @@ class _Layer:
             existing = os.lstat(self._prefix + parent.rel(victim))
         except FileNotFoundError:
             return
+        self._keep_times(parent)
         self._remove(parent, victim, existing)  # a failure fails the layer (quirk Q5)
 
     def _opaque(self, dir_parts: list[str], member: tarfile.TarInfo) -> None:
@@ -360,13 +370,16 @@ class _Layer:
             try:
                 existing = os.lstat(path)
             except FileNotFoundError:
+                self._keep_times(parent)
                 os.mkdir(path, 0o755)  # quirk Q7: the original panics here
                 node = parent.child(base)
             else:
                 if stat.S_ISDIR(existing.st_mode):
                     node = self._enter(parent, base, existing)
+                    self._keep_times(node)
                     self._empty(node, path)
                 else:
+                    self._keep_times(parent)
                     self._remove(parent, base, existing)
                     os.mkdir(path, 0o755)
                     node = parent.child(base)
@@ -514,11 +527,19 @@ class _Layer:
             self._opened[node] = mode
         return node
 
+    def _keep_times(self, node: _Dir) -> None:
+        """Remember a directory's times before this layer first changes its entries."""
+        if node.parent is None or node in self._kept or node in self._dir_times:
+            return  # the destination's own times are not the image's
+        info = os.lstat(self._prefix + node.rel())
+        self._kept[node] = (info.st_atime_ns, info.st_mtime_ns)
+
     def _make_dirs(self, node: _Dir, missing: list[str | _Return], entry: str) -> _Dir:
         """Make the missing directories (0755, as the original) below the existing `node`."""
         names = [part for part in missing if isinstance(part, str)]
         if ".." in names:  # a symlink's target climbing out of a directory that is not there
             raise ImageError(f"{self._name}: {entry}: a symlink leads into a missing directory")
+        self._keep_times(node)
         for part in names:
             os.mkdir(self._prefix + node.rel(part), 0o755)
             node = node.child(part)

@@ -184,6 +184,27 @@ def test_directory_times_are_set_again_after_the_layer_fills_them(box: Sandbox) 
     assert box.path("d").stat().st_mtime == tw.EPOCH - 5000
 
 
+def test_later_layers_leave_the_times_of_directories_they_do_not_name(box: Sandbox) -> None:
+    box.apply(
+        [
+            *(tw.directory("d", mtime=tw.EPOCH - 5000), tw.file("d/old")),
+            *(tw.directory("d/sub", mtime=tw.EPOCH - 4000), tw.file("d/sub/x")),
+            *(tw.directory("e", mtime=tw.EPOCH - 3000), tw.directory("e/inner")),
+        ]
+    )
+    box.apply(
+        [
+            *(tw.file("d/new"), tw.hardlink("d/linked", "d/old"), tw.whiteout("d/sub/x")),
+            tw.file("d/made/deeper/f"),
+            tw.opaque("e"),
+        ]
+    )
+    assert box.path("d").stat().st_mtime == tw.EPOCH - 5000
+    assert box.path("d/sub").stat().st_mtime == tw.EPOCH - 4000
+    assert box.path("e").stat().st_mtime == tw.EPOCH - 3000
+    assert names(box.path("e")) == set()
+
+
 def test_a_large_file_is_streamed_whole(box: Sandbox) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     box.apply([tw.file("big", data)])
