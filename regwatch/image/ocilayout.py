@@ -32,7 +32,7 @@ from typing import BinaryIO, NoReturn, Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
-from regwatch.image.digests import digest_of
+from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.documents import parse_image_manifest, parse_index
 from regwatch.image.mediatypes import declared_media_type
 from regwatch.refs import is_digest
@@ -309,7 +309,9 @@ class _CheckedStream:
 
     `read` hands out at most what is left of `size`; the read that completes it (or `finish`)
     reads the source to its end, which is where a verifying source checks its digest, and
-    then checks the digest computed here.
+    then checks the digest computed here. A source that verifies this very digest and size
+    already (a registry download) is not hashed a second time: at 170 MB/s without SHA
+    extensions, that second pass was a third of `in`'s CPU for `format: oci`.
     """
 
     def __init__(
@@ -325,7 +327,10 @@ class _CheckedStream:
         self._size = size
         self._what = what
         self._stop = stop
-        self._hash = hashlib.new(digest.partition(":")[0])
+        verified = (
+            isinstance(source, VerifyingReader) and source.digest == digest and source.size == size
+        )
+        self._hash = None if verified else hashlib.new(digest.partition(":")[0])
         self._remaining = size
         self._finished = False
 
@@ -344,7 +349,8 @@ class _CheckedStream:
         if got > wanted:
             raise DigestMismatch(f"{self._what}: the reader returned more than it was asked for")
         data = b"".join(parts)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self._remaining -= got
         if not self._remaining:
             self.finish()
@@ -356,11 +362,12 @@ class _CheckedStream:
             return
         if self._remaining:
             self._short(self._size - self._remaining)
-        if self._source.read(1):
+        if self._source.read(1):  # a verifying source checks its digest here
             raise DigestMismatch(f"{self._what}: more than the expected {self._size} bytes")
-        actual = f"{self._digest.partition(':')[0]}:{self._hash.hexdigest()}"
-        if actual != self._digest:
-            raise DigestMismatch(f"{self._what}: content has digest {actual}")
+        if self._hash is not None:
+            actual = f"{self._digest.partition(':')[0]}:{self._hash.hexdigest()}"
+            if actual != self._digest:
+                raise DigestMismatch(f"{self._what}: content has digest {actual}")
         self._finished = True
 
     def _short(self, got: int) -> NoReturn:
