@@ -54,7 +54,11 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset({"requests", "urllib3"}),
     ),
     ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
-    ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
+    (
+        "regwatch.image.",
+        (*VOCABULARY, "regwatch.image."),
+        frozenset({"pydantic", "zstandard", "zlib_ng"}),
+    ),
     (
         "regwatch.registry.credentials",
         (*VOCABULARY, "regwatch.net", "regwatch.registry."),
