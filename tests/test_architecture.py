@@ -54,9 +54,10 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset({"requests", "urllib3"}),
     ),
     ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
+    ("regwatch.gojson", (), frozenset()),
     (
         "regwatch.image.",
-        (*VOCABULARY, "regwatch.image."),
+        (*VOCABULARY, "regwatch.gojson", "regwatch.image."),
         frozenset({"pydantic", "zstandard", "zlib_ng"}),
     ),
     (

@@ -39,7 +39,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import posixpath
 import re
@@ -56,6 +55,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, TypeAlias
 
 from regwatch.errors import ConfigError, ImageError
+from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
 from regwatch.image.digests import digest_of
@@ -222,7 +222,7 @@ def _load_tarball(path: Path) -> LoadedImage:
             _remove_tree(scratch)
             raise
 
-    manifest = _compact_json(
+    manifest = marshal(
         {
             "schemaVersion": 2,
             "mediaType": mt.DOCKER_MANIFEST_V2,
@@ -613,8 +613,3 @@ def _file_kind(mode: int) -> str:
         (stat.S_ISDIR, "a directory"),
     )
     return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
-def _compact_json(value: object) -> bytes:
-    """What Go's `json.Marshal` writes for these documents: compact, keys in order."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

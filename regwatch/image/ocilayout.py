@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import secrets
 import tarfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn, Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
+from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.documents import parse_image_manifest, parse_index
@@ -102,7 +102,7 @@ def write_image_tarball(
         _check_descriptor(digest, size, f"{what}: layer")
     names = [layer_file_name(digest, media_type) for digest, _, media_type in layers]
     manifest = [{"Config": config_digest, "RepoTags": [repo_tag], "Layers": names}]
-    manifest_bytes = _compact_json(manifest)
+    manifest_bytes = marshal(manifest)
 
     with (
         _atomic_file(path) as file,
@@ -188,7 +188,7 @@ def write_oci_layout(
     elif media_type in mt.IMAGE_MEDIA_TYPES:
         plan.manifests[digest] = manifest_bytes
         _plan_image(plan, manifest_bytes, digest)
-        index_json = _compact_json(
+        index_json = marshal(
             {
                 "schemaVersion": 2,
                 "mediaType": mt.OCI_INDEX,
@@ -411,8 +411,3 @@ def _check_manifest_bytes(digest: str, body: bytes, size: int | None, what: str)
         raise DigestMismatch(f"{what}: manifest {digest} has digest {actual}")
     if size is not None and size != len(body):
         raise DigestMismatch(f"{what}: manifest {digest} has {len(body)} bytes, expected {size}")
-
-
-def _compact_json(value: object) -> bytes:
-    """JSON as Go's `json.Marshal` writes it for these documents: compact, no newline."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
