@@ -66,17 +66,6 @@ from regwatch.image.documents import (
     parse_index,
 )
 
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
-    {
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar",
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    }
-)
-"""Layer types go-containerregistry does not upload (`MediaType.IsDistributable`)."""
-
 SINGLE_IMAGE_DIGEST = "single-image-digest"
 TARBALL_SINGLE_IMAGE = "tarball must contain only a single image to be used with tarball.Image"
 
@@ -207,7 +196,7 @@ def _load_tarball(path: Path) -> LoadedImage:
     config = tar.read(tar.resolve(config_name))
     layers = [tar.resolve(name) for name in layer_names]
     config_blob = BlobSource(
-        digest_of(config), len(config), DOCKER_CONFIG, lambda: io.BytesIO(config)
+        digest_of(config), len(config), mt.DOCKER_CONFIG, lambda: io.BytesIO(config)
     )
     scratch: Path | None = None
     if not layers:
@@ -276,7 +265,7 @@ def _gzip_layers(tar: _Tar, layers: list[tarfile.TarInfo], scratch: Path) -> lis
             target = scratch / f"layer-{number}.tar.gz"
             with tar.open_member(member) as source:
                 digest, size = _gzip_file(source, target)
-            blob = BlobSource(digest, size, DOCKER_LAYER_GZIP, _file_opener(target))
+            blob = BlobSource(digest, size, mt.DOCKER_LAYER_GZIP, _file_opener(target))
             made[member.offset_data] = blob
         blobs.append(blob)
     return blobs
@@ -377,7 +366,7 @@ class _Tar:
         def open_slice() -> BinaryIO:
             return io.BufferedReader(_FileSlice(path, offset, size), _CHUNK_SIZE)
 
-        return BlobSource(digest, size, DOCKER_LAYER_GZIP, open_slice)
+        return BlobSource(digest, size, mt.DOCKER_LAYER_GZIP, open_slice)
 
 
 def _normalise(name: str) -> str:
@@ -485,7 +474,7 @@ class _Layout:
         document = parse_image_manifest(body, f"manifest {descriptor.digest}", sender=None)
         self.add_blob(document.config)
         for layer in document.layer_list:
-            if layer.media_type not in NON_DISTRIBUTABLE_LAYER_TYPES:
+            if layer.media_type not in mt.NON_DISTRIBUTABLE_LAYER_TYPES:
                 self.add_blob(layer)
         manifest = ManifestToPush(descriptor.digest, descriptor.media_type, body)
         self.add_manifest(manifest)

@@ -37,12 +37,6 @@ from regwatch.image.documents import parse_image_manifest, parse_index
 from regwatch.image.mediatypes import declared_media_type
 from regwatch.refs import is_digest
 
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-
-LAYOUT_MANIFEST_TYPES = mt.IMAGE_MEDIA_TYPES | mt.INDEX_MEDIA_TYPES
-
 OCI_LAYOUT_CONTENT = b'{\n    "imageLayoutVersion": "1.0.0"\n}'
 """The `oci-layout` file exactly as the Go original writes it (no final newline)."""
 
@@ -74,9 +68,9 @@ def layer_file_name(digest: str, media_type: str) -> str:
     """The name of a layer inside `image.tar`: its hex digest plus an extension by media type."""
     _check_digest(digest, "name layer file")
     hex_digest = digest.partition(":")[2]
-    if media_type == OCI_LAYER_ZSTD:
+    if media_type == mt.OCI_LAYER_ZSTD:
         return f"{hex_digest}.tar.zst"
-    if media_type in (OCI_LAYER_TAR, DOCKER_LAYER_TAR):
+    if media_type in (mt.OCI_LAYER_TAR, mt.DOCKER_LAYER_TAR):
         return f"{hex_digest}.tar"
     return f"{hex_digest}.tar.gz"
 
@@ -241,7 +235,7 @@ def _plan_image(plan: _Plan, body: bytes, digest: str) -> None:
 def _manifest_kind(fetched_type: str, descriptor_type: str, body: bytes) -> str | None:
     """The manifest media type to go by: the registry's, else the descriptor's or the body's."""
     for candidate in (fetched_type, descriptor_type, declared_media_type(body)):
-        if candidate in LAYOUT_MANIFEST_TYPES:
+        if candidate in mt.LAYOUT_MANIFEST_TYPES:
             return candidate
     return None
 

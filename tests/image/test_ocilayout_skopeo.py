@@ -20,9 +20,8 @@ import pytest
 
 from regwatch.image import mediatypes as mt
 from regwatch.image.digests import VerifyingReader
+from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
 from regwatch.image.ocilayout import (
-    OCI_LAYER_TAR,
-    OCI_LAYER_ZSTD,
     BlobReader,
     write_image_tarball,
     write_oci_layout,
