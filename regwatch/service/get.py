@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from regwatch.errors import ConfigError, RegwatchError, prefixed, transient
 from regwatch.gojson import marshal
+from regwatch.image.layout import write_oci_layout
 from regwatch.image.manifests import Platform, wanted_platform
-from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.image.removal import remove_tree
+from regwatch.image.tarball import write_image_tarball
 from regwatch.observe import Observation
 from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest

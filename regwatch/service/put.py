@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from regwatch.errors import ConfigError, RegwatchError, StoreError, prefixed, transient
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
-from regwatch.image.loading import BlobSource, LoadedImage, load_image
+from regwatch.image.loading import load_image
+from regwatch.image.pushes import BlobSource, LoadedImage
 from regwatch.net import Readable
 from regwatch.observe import Observation
 from regwatch.projections.aliases import decide_aliases, version_tag
