@@ -25,6 +25,7 @@ VOCABULARY = (
 """The domain's words. `regwatch.config` (Concourse payloads) is not among them: only front
 ends read a payload, and they hand the layers below `specs` values."""
 IMAGE_FORMATS = (
+    "regwatch.image.descriptors",
     "regwatch.image.digests",
     "regwatch.image.mediatypes",
     "regwatch.image.documents",

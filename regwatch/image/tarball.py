@@ -38,6 +38,7 @@ from regwatch.errors import ImageError
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
+from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import (
     BlobOpener,
     CheckedReader,
@@ -78,21 +79,21 @@ def write_image_tarball(
     *,
     config_digest: str,
     config_size: int,
-    layers: Sequence[tuple[str, int, str]],
+    layers: Sequence[Descriptor],
     repo_tag: str,
     open_blob: BlobOpener,
 ) -> None:
     """Write a `docker save`-style tarball of one image to `path`, all or nothing.
 
-    `layers` are (digest, size, media type) in manifest order; `repo_tag` is
+    `layers` are the image's, in manifest order; `repo_tag` is
     `<canonical repository>:<tag>`. The tarball appears at `path` only once every blob has
     been verified; on any failure nothing is left behind.
     """
     what = f"write {path.name}"
     check_descriptor(config_digest, config_size, f"{what}: config")
-    for digest, size, _ in layers:
-        check_descriptor(digest, size, f"{what}: layer")
-    names = [layer_file_name(digest, media_type) for digest, _, media_type in layers]
+    for layer in layers:
+        check_descriptor(layer.digest, layer.size, f"{what}: layer")
+    names = [layer_file_name(layer.digest, layer.media_type) for layer in layers]
     manifest = [{"Config": config_digest, "RepoTags": [repo_tag], "Layers": names}]
     manifest_bytes = marshal(manifest)
 
@@ -104,11 +105,11 @@ def write_image_tarball(
     ):
         _add_blob(tar, config_digest, config_digest, config_size, open_blob, what)
         written: set[str] = set()
-        for (digest, size, _), name in zip(layers, names, strict=True):
+        for layer, name in zip(layers, names, strict=True):
             if name in written:
                 continue
             written.add(name)
-            _add_blob(tar, name, digest, size, open_blob, what)
+            _add_blob(tar, name, layer.digest, layer.size, open_blob, what)
         tar.addfile(_tar_entry("manifest.json", len(manifest_bytes)), io.BytesIO(manifest_bytes))
 
 

@@ -150,7 +150,7 @@ class _GetPlan:
                 self.destination / "image.tar",
                 config_digest=image.config_digest,
                 config_size=image.config_size,
-                layers=[(layer.digest, layer.size, layer.media_type) for layer in image.layers],
+                layers=image.layers,
                 repo_tag=f"{self.spec.repository.name}:{tag}",
                 open_blob=images.open_blob,
             )

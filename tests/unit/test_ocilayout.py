@@ -17,6 +17,7 @@ import pytest
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
+from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import OCI_LAYOUT_CONTENT, write_oci_layout
 from regwatch.image.tarball import layer_file_name, write_image_tarball
@@ -64,8 +65,8 @@ class Image:
     def blobs(self) -> tuple[Blob, ...]:
         return (self.config, *self.layers)
 
-    def layer_triples(self) -> list[tuple[str, int, str]]:
-        return [(b.digest, len(b.data), b.media_type) for b in self.layers]
+    def layer_descriptors(self) -> list[Descriptor]:
+        return [Descriptor(b.media_type, b.digest, len(b.data)) for b in self.layers]
 
 
 def image(
@@ -157,7 +158,7 @@ def write_tarball(path: Path, img: Image, store: Store) -> None:
         path,
         config_digest=img.config.digest,
         config_size=len(img.config.data),
-        layers=img.layer_triples(),
+        layers=img.layer_descriptors(),
         repo_tag=REPO_TAG,
         open_blob=store.open_blob,
     )
@@ -294,7 +295,7 @@ def test_tarball_refuses_a_malformed_layer_descriptor(tmp_path: Path) -> None:
             tmp_path / "image.tar",
             config_digest=sha256(b"{}"),
             config_size=2,
-            layers=[(sha256(b"x"), -1, GZIP)],
+            layers=[Descriptor(GZIP, sha256(b"x"), -1)],
             repo_tag=REPO_TAG,
             open_blob=Store().open_blob,
         )
