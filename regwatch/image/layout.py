@@ -22,17 +22,18 @@ trailing newline or space is refused.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
+from regwatch.image.concurrently import download_all
 from regwatch.image.digests import BlobOpener, CheckedReader, check_digest, digest_of
 from regwatch.image.documents import Descriptor, parse_image_manifest, parse_index
 from regwatch.image.files import atomic_file, file_opener, open_regular, read_document, regular_size
@@ -164,24 +165,11 @@ def _manifest_kind(fetched_type: str, descriptor_type: str, body: bytes) -> str 
 def _download_blobs(
     directory: Path, blobs: Mapping[str, int], open_blob: BlobOpener, concurrency: int, what: str
 ) -> None:
-    if concurrency <= 1 or len(blobs) <= 1:
-        for digest, size in blobs.items():
-            _download_blob(directory, digest, size, open_blob, what, None)
-        return
-    stop = threading.Event()
-    with ThreadPoolExecutor(min(concurrency, len(blobs)), "regwatch-oci-blob") as pool:
-        futures = [
-            pool.submit(_download_blob, directory, digest, size, open_blob, what, stop)
-            for digest, size in blobs.items()
-        ]
-        try:
-            for future in as_completed(futures):
-                future.result()
-        except BaseException:
-            stop.set()  # downloads under way give up at their next chunk
-            for future in futures:
-                future.cancel()
-            raise
+    downloads = [
+        functools.partial(_download_blob, directory, digest, size, open_blob, what)
+        for digest, size in blobs.items()
+    ]
+    download_all(downloads, concurrency, "regwatch-oci-blob")
 
 
 def _download_blob(

@@ -23,13 +23,16 @@ never.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
+import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +41,7 @@ from regwatch.errors import ImageError
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
+from regwatch.image.concurrently import download_all
 from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import (
     BlobOpener,
@@ -58,6 +62,9 @@ GZIP_LEVEL = 1
 MAX_LINK_HOPS = 32
 
 _CHUNK_SIZE = 1 << 20
+
+DOWNLOADS = 4
+"""Blobs of one `image.tar` downloading at once: hashing and writing share the two cores."""
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -82,12 +89,14 @@ def write_image_tarball(
     layers: Sequence[Descriptor],
     repo_tag: str,
     open_blob: BlobOpener,
+    concurrency: int = DOWNLOADS,
 ) -> None:
     """Write a `docker save`-style tarball of one image to `path`, all or nothing.
 
     `layers` are the image's, in manifest order; `repo_tag` is
-    `<canonical repository>:<tag>`. The tarball appears at `path` only once every blob has
-    been verified; on any failure nothing is left behind.
+    `<canonical repository>:<tag>`. Blobs download `concurrency` at a time. The tarball
+    appears at `path` only once every blob has been verified; on any failure nothing is left
+    behind.
     """
     what = f"write {path.name}"
     check_descriptor(config_digest, config_size, f"{what}: config")
@@ -97,30 +106,69 @@ def write_image_tarball(
     manifest = [{"Config": config_digest, "RepoTags": [repo_tag], "Layers": names}]
     manifest_bytes = marshal(manifest)
 
-    with (
-        atomic_file(path) as file,
-        tarfile.TarFile(
-            fileobj=file, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_CHUNK_SIZE
-        ) as tar,
-    ):
-        _add_blob(tar, config_digest, config_digest, config_size, open_blob, what)
-        written: set[str] = set()
-        for layer, name in zip(layers, names, strict=True):
-            if name in written:
-                continue
-            written.add(name)
-            _add_blob(tar, name, layer.digest, layer.size, open_blob, what)
-        tar.addfile(_tar_entry("manifest.json", len(manifest_bytes)), io.BytesIO(manifest_bytes))
+    blobs = {config_digest: (config_digest, config_size)}
+    for layer, name in zip(layers, names, strict=True):
+        blobs.setdefault(name, (layer.digest, layer.size))
+    # Every size is known, so is every entry's place: the file is laid out first (headers,
+    # the manifest, zeros for padding and the end), then blobs download side by side, each
+    # written at its offset. The bytes are those `tarfile` writes for the same entries.
+    offset = 0
+    headers: list[tuple[int, bytes]] = []
+    places: list[tuple[str, int, int]] = []
+    for name, (digest, size) in blobs.items():
+        header = _header(name, size)
+        headers.append((offset, header))
+        places.append((digest, size, offset + len(header)))
+        offset += len(header) + _padded(size)
+    manifest_header = _header("manifest.json", len(manifest_bytes))
+    headers.append((offset, manifest_header + manifest_bytes))
+    offset += len(manifest_header) + _padded(len(manifest_bytes))
+    end = _padded(offset + 2 * tarfile.BLOCKSIZE, tarfile.RECORDSIZE)
+
+    with atomic_file(path) as file:
+        fd = file.fileno()
+        os.ftruncate(fd, end)
+        for at, data in headers:
+            _write_at(fd, data, at)
+        downloads = [
+            functools.partial(_download_at, fd, at, digest, size, open_blob, what)
+            for digest, size, at in places
+        ]
+        download_all(downloads, concurrency, "regwatch-tar-blob")
 
 
-def _add_blob(
-    tar: tarfile.TarFile, name: str, digest: str, size: int, open_blob: BlobOpener, what: str
+def _download_at(
+    fd: int,
+    at: int,
+    digest: str,
+    size: int,
+    open_blob: BlobOpener,
+    what: str,
+    stop: threading.Event | None,
 ) -> None:
-    """Stream one blob into the tar under `name`; its size was declared in the header first."""
+    """Stream one blob into the file from offset `at`, verified as it comes."""
     with open_blob(digest, size) as source:
-        stream = CheckedReader(source, digest, size, f"{what}: blob {digest}")
-        tar.addfile(_tar_entry(name, size), stream)
-        stream.finish()  # tarfile reads nothing for an empty entry
+        stream = CheckedReader(source, digest, size, f"{what}: blob {digest}", stop)
+        while chunk := stream.read(_CHUNK_SIZE):
+            _write_at(fd, chunk, at)
+            at += len(chunk)
+        stream.finish()  # an empty blob is read by nothing else
+
+
+def _write_at(fd: int, data: bytes, at: int) -> None:
+    written = 0
+    with memoryview(data) as view:
+        while written < len(data):
+            written += os.pwrite(fd, view[written:], at + written)
+
+
+def _padded(size: int, unit: int = tarfile.BLOCKSIZE) -> int:
+    return -(-size // unit) * unit
+
+
+def _header(name: str, size: int) -> bytes:
+    """The header block(s) `TarFile.addfile` writes for a regular file (PAX format)."""
+    return _tar_entry(name, size).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
 
 
 def _tar_entry(name: str, size: int) -> tarfile.TarInfo:
