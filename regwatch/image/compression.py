@@ -157,7 +157,8 @@ class DecompressedStream(io.RawIOBase):
 class _ReadAhead:
     """`read(chunk)` of a reader, `depth` calls ahead, in order, in one thread of its own.
 
-    A failed read is raised to the caller of `read` in turn, and nothing more is read then.
+    A failed read is raised to the caller of `read` in its turn; reads not begun by then are
+    cancelled. `close` waits for the one under way, so the reader is never used by two threads.
     """
 
     def __init__(self, reader: Readable, chunk: int, depth: int) -> None:

@@ -6,11 +6,13 @@ make can be tested. Every hostile case also checks that nothing outside the root
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -604,6 +606,13 @@ def test_damaged_blobs_fail_with_one_line(box: Sandbox, blob: bytes, message: st
     assert text.startswith(f"layer sha256:abc: {message}")
     assert "\n" not in text
     assert not isinstance(raised.value, HostileEntry)
+
+
+@pytest.mark.parametrize("blob", [_flip(GZIP, len(GZIP) // 2), GZIP, _flip(TAR, 512 + 148)])
+def test_the_reading_thread_ends_with_the_layer(box: Sandbox, blob: bytes) -> None:
+    with contextlib.suppress(ImageError):
+        apply_layer(box.root, io.BytesIO(blob), name="layer")
+    assert not [t for t in threading.enumerate() if t.name.startswith("regwatch-inflate")]
 
 
 def test_corrupt_data_errors_keep_their_cause(inflater: Inflater) -> None:
