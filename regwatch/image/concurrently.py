@@ -8,7 +8,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 Download = Callable[[threading.Event | None], None]
-"""One download; it gives up (raising `digests.Cancelled`) once the event it is handed is set."""
+"""One download; it gives up (raising `Cancelled`) once the event it is handed is set."""
+
+
+class Cancelled(Exception):
+    """A download stopped because another one failed; never reaches a caller."""
 
 
 def download_all(downloads: Sequence[Download], concurrency: int, name: str) -> None:

@@ -33,8 +33,8 @@ from typing import TypeAlias
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
-from regwatch.image.concurrently import download_all
-from regwatch.image.digests import BlobOpener, CheckedReader, check_digest, digest_of
+from regwatch.image.concurrently import Cancelled, download_all
+from regwatch.image.digests import BlobOpener, check_digest, digest_of, verified
 from regwatch.image.documents import Descriptor, parse_image_manifest, parse_index
 from regwatch.image.files import atomic_file, file_opener, open_regular, read_document, regular_size
 from regwatch.image.mediatypes import declared_media_type
@@ -51,8 +51,6 @@ ManifestFetcher: TypeAlias = Callable[[str], tuple[str, bytes]]
 SINGLE_IMAGE_DIGEST = "single-image-digest"
 
 MAX_INDEX_DEPTH = 16
-
-_CHUNK_SIZE = 1 << 20
 
 _MARKER_PATTERN = re.compile(rb"sha256:[0-9a-f]{64}")
 
@@ -181,10 +179,10 @@ def _download_blob(
     stop: threading.Event | None,
 ) -> None:
     with atomic_file(_blob_target(directory, digest)) as file, open_blob(digest, size) as source:
-        stream = CheckedReader(source, digest, size, f"{what}: blob {digest}", stop)
-        while chunk := stream.read(_CHUNK_SIZE):
+        for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
+            if stop is not None and stop.is_set():
+                raise Cancelled(what)
             file.write(chunk)
-        stream.finish()
 
 
 def _blob_target(directory: Path, digest: str) -> Path:

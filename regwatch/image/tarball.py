@@ -41,14 +41,14 @@ from regwatch.errors import ImageError
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
-from regwatch.image.concurrently import download_all
+from regwatch.image.concurrently import Cancelled, download_all
 from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import (
     BlobOpener,
-    CheckedReader,
     check_descriptor,
     check_digest,
     digest_of,
+    verified,
 )
 from regwatch.image.documents import load_json
 from regwatch.image.files import MAX_LOCAL_DOCUMENT_BYTES, atomic_file, file_opener, open_regular
@@ -148,11 +148,11 @@ def _download_at(
 ) -> None:
     """Stream one blob into the file from offset `at`, verified as it comes."""
     with open_blob(digest, size) as source:
-        stream = CheckedReader(source, digest, size, f"{what}: blob {digest}", stop)
-        while chunk := stream.read(_CHUNK_SIZE):
+        for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
+            if stop is not None and stop.is_set():
+                raise Cancelled(what)
             _write_at(fd, chunk, at)
             at += len(chunk)
-        stream.finish()  # an empty blob is read by nothing else
 
 
 def _write_at(fd: int, data: bytes, at: int) -> None:
