@@ -5,7 +5,7 @@
 # Stages: `wheels` (the context's wheels), `tests` (optional: `--target tests` runs the test
 # suite inside the base), `venv` (regwatch installed into /opt/regwatch), and the final image.
 ARG base_image=python:3.11-slim-bookworm
-ARG extras=postgres,apprise,aws,azure
+ARG extras=postgres,apprise,aws,azure,fast
 ARG pytest_args=
 
 FROM ${base_image} AS wheels

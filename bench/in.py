@@ -14,7 +14,9 @@ files), and then times, `--repeat` times each and interleaved, every tool as a c
 into a fresh destination: wall time, CPU (user + system, from `wait4`), peak RSS (GNU time's
 `%M`; `run_child` says why not `wait4`'s) and the registry's CPU over the same run. Once, it
 checks that regwatch's rootfs holds exactly what umoci's does. Prints a markdown table for
-docs/benchmarks.md; progress goes to stderr.
+docs/benchmarks.md; progress goes to stderr. regwatch's modules are compiled to bytecode first,
+as pip does when it installs a wheel: with PYTHONDONTWRITEBYTECODE set (as in the project's
+shells) each run would otherwise compile them again, about 0.15 s of start-up.
 
 Destinations are kept until the end of the benchmark and then deleted together (about 1.1 GB a
 repetition). On ext4 without a journal, as on the project's machines, the kernel skips inodes
@@ -28,6 +30,7 @@ after deleting large trees on that filesystem. `--delete-each-run` deletes as it
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import math
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+import regwatch
 from bench.measure import cpu_seconds, log, run_child
 from regwatch.image.mediatypes import OCI_MANIFEST
 from regwatch.net import Transport
@@ -376,20 +380,21 @@ class Bench:
 # -- checking -----------------------------------------------------------------------------------
 
 
-def tree(root: Path) -> dict[str, tuple[str, int, str]]:
-    """Every entry below `root`: relative path → (kind, size of a file, target of a link)."""
-    found: dict[str, tuple[str, int, str]] = {}
+def tree(root: Path) -> dict[str, tuple[str, int, str, int]]:
+    """Every entry below `root`: relative path → (kind, size of a file, target of a link,
+    mtime in nanoseconds of a file or directory)."""
+    found: dict[str, tuple[str, int, str, int]] = {}
     for folder, dirs, names in os.walk(root):
         for name in dirs + names:
             path = os.path.join(folder, name)
             rel = os.path.relpath(path, root)
             st = os.lstat(path)
             if os.path.islink(path):
-                found[rel] = ("link", 0, os.readlink(path))
+                found[rel] = ("link", 0, os.readlink(path), 0)
             elif os.path.isdir(path):
-                found[rel] = ("dir", 0, "")
+                found[rel] = ("dir", 0, "", st.st_mtime_ns)
             else:
-                found[rel] = ("file", st.st_size, "")
+                found[rel] = ("file", st.st_size, "", st.st_mtime_ns)
     return found
 
 
@@ -520,6 +525,7 @@ def main() -> None:
 
 
 def run(server: RegistryServer, work: Path, time_bin: str, args: argparse.Namespace) -> None:
+    compileall.compile_dir(Path(regwatch.__file__).parent, quiet=1)
     (work / "image").mkdir()
     started = time.perf_counter()
     image = build_image(work / "image", args.size_mib, args.layers)

@@ -25,6 +25,7 @@ VOCABULARY = (
 """The domain's words. `regwatch.config` (Concourse payloads) is not among them: only front
 ends read a payload, and they hand the layers below `specs` values."""
 IMAGE_FORMATS = (
+    "regwatch.image.descriptors",
     "regwatch.image.digests",
     "regwatch.image.mediatypes",
     "regwatch.image.documents",
@@ -54,7 +55,12 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
         frozenset({"requests", "urllib3"}),
     ),
     ("regwatch.gofilepath", ("regwatch.errors",), frozenset()),
-    ("regwatch.image.", (*VOCABULARY, "regwatch.image."), frozenset({"pydantic", "zstandard"})),
+    ("regwatch.gojson", (), frozenset()),
+    (
+        "regwatch.image.",
+        (*VOCABULARY, "regwatch.gojson", "regwatch.image."),
+        frozenset({"pydantic", "zstandard", "zlib_ng"}),
+    ),
     (
         "regwatch.registry.credentials",
         (*VOCABULARY, "regwatch.net", "regwatch.registry."),

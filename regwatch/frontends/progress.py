@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
-    from regwatch.service import Layer
+    from regwatch.service import Descriptor
 
 
 def progress_for(stream: TextIO) -> TerminalProgress | LineProgress:
@@ -47,7 +47,7 @@ class TerminalProgress:
         )
         self._tasks: dict[str, TaskID] = {}
 
-    def begin(self, layers: Sequence[Layer]) -> None:
+    def begin(self, layers: Sequence[Descriptor]) -> None:
         for layer in layers:
             if layer.digest not in self._tasks:
                 self._tasks[layer.digest] = self._progress.add_task(
@@ -75,7 +75,7 @@ class LineProgress:
         self._total: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def begin(self, layers: Sequence[Layer]) -> None:
+    def begin(self, layers: Sequence[Descriptor]) -> None:
         for layer in layers:
             self._total[layer.digest] = layer.size
             self._done.setdefault(layer.digest, 0)

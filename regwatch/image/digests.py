@@ -1,13 +1,21 @@
-"""Digests, and a reader that verifies digest and size while the bytes stream past."""
+"""Digests, and the readers that verify digest and size while a blob's bytes stream past.
+
+`VerifyingReader` is the one reader that checks: a registry download is one as it arrives, and
+`verified` makes one of any other opened blob, so each blob is hashed exactly once.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol, TypeAlias
 
-from regwatch.errors import DigestMismatch
+from regwatch.errors import DigestMismatch, ImageError
+from regwatch.refs import is_digest
 
+_CHUNK = 1024 * 1024
 _ALGORITHMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 
@@ -98,3 +106,36 @@ class VerifyingReader:
             raise DigestMismatch(
                 f"{self.what}: content has digest {actual}, expected {self.digest}"
             )
+
+
+class BlobReader(Protocol):
+    """What an opened blob must offer: `read(n)` returning at most n bytes, empty at the end."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+BlobOpener: TypeAlias = Callable[[str, int | None], AbstractContextManager[BlobReader]]
+"""`open_blob(digest, size)`: a context manager yielding a reader of that blob."""
+
+
+def verified(source: BlobReader, digest: str, size: int, what: str) -> VerifyingReader:
+    """`source` held to `digest` and `size` while it streams, whatever opened it.
+
+    A registry download already verifies exactly these and is taken as it is: hashing it a
+    second time (170 MB/s without SHA extensions) was a third of `in`'s CPU for `format: oci`.
+    Anything else is read in chunks through a `VerifyingReader` of its own.
+    """
+    if isinstance(source, VerifyingReader) and source.digest == digest and source.size == size:
+        return source
+    return VerifyingReader(iter(functools.partial(source.read, _CHUNK), b""), digest, size, what)
+
+
+def check_digest(digest: str, what: str) -> None:
+    if not is_digest(digest):
+        raise ImageError(f"{what}: invalid digest {digest!r}")
+
+
+def check_descriptor(digest: str, size: int, what: str) -> None:
+    check_digest(digest, what)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ImageError(f"{what}: invalid size {size!r} for {digest}")

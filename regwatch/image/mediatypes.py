@@ -1,4 +1,4 @@
-"""Manifest media types, and what a document says its own type is: the registry client's part.
+"""Every media type regwatch names, and what a document says its own type is.
 
 Kept apart from the typed documents (`documents.py`) because `regwatch digest` and a check in tag
 mode need the `Accept` list and nothing else: the models and pydantic cost them start-up time
@@ -43,6 +43,23 @@ exactly, and down-converts schema 2 to schema 1 unless schema 2 is named: all si
 INDEX_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_LIST, OCI_INDEX})
 IMAGE_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V2, OCI_MANIFEST})
 SCHEMA1_MEDIA_TYPES = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
+LAYOUT_MANIFEST_TYPES = IMAGE_MEDIA_TYPES | INDEX_MEDIA_TYPES
+"""What an OCI layout's descriptors may point at as manifests."""
+
+DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER_TAR: Final = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_FOREIGN_GZIP: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+OCI_LAYER_TAR: Final = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_ZSTD: Final = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_NONDISTRIBUTABLE_TAR: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+OCI_LAYER_NONDISTRIBUTABLE_GZIP: Final = (
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+)
+NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
+    {DOCKER_LAYER_FOREIGN_GZIP, OCI_LAYER_NONDISTRIBUTABLE_TAR, OCI_LAYER_NONDISTRIBUTABLE_GZIP}
+)
+"""Layer types go-containerregistry does not upload (`MediaType.IsDistributable`)."""
 
 
 def is_index(media_type: str) -> bool:

@@ -44,9 +44,6 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."
 
 _COPY_CHUNK = 1024 * 1024
-# What tarfile asks of the decompressor per read. Small on purpose: tarfile copies the rest of
-# its buffer on every read, so 1 MiB here made a 53k-entry layer 2.5 times slower to parse.
-_TAR_BUFFER = tarfile.RECORDSIZE
 _MAX_SYMLINKS = 40  # as Linux's path walk
 _MAX_LINK_STEPS = 255  # components of symlink targets one path may lead through
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -78,8 +75,8 @@ def apply_layer(
         os.makedirs(root, exist_ok=True)
     except OSError as exc:
         raise ImageError(f"{name}: destination {root}: {_reason(exc)}") from exc
-    applier = _Layer(os.fspath(root), name, as_root=as_root, on_debug=on_debug)
     with decompressed(layer, what=name) as stream:
+        applier = _Layer(os.fspath(root), name, stream, as_root=as_root, on_debug=on_debug)
         tar = _open_tar(stream, name)
         if tar is not None:
             with tar:
@@ -98,9 +95,14 @@ def apply_layer(
 
 
 def _open_tar(stream: DecompressedStream, name: str) -> tarfile.TarFile | None:
-    """The layer's tar, read as a stream; None for an empty blob (an empty layer, as in Go)."""
+    """The layer's tar; None for an empty blob (an empty layer, as in Go).
+
+    Read in `r:` mode over the forward-only stream: headers are read 512 bytes at a time and
+    bodies straight from the stream, where stream mode (`r|`) copied every byte through its
+    10 KiB record buffer (13 % of an `in` before).
+    """
     try:
-        return tarfile.open(fileobj=stream, mode="r|", bufsize=_TAR_BUFFER, tarinfo=_Header)
+        return tarfile.open(fileobj=stream, mode="r:", tarinfo=_Header)
     except tarfile.ReadError as exc:
         # Not for zstd: its reader cannot tell a damaged frame from an empty one.
         if stream.bytes_out == 0 and stream.compression != "zstd":
@@ -191,9 +193,16 @@ class _Layer:
     """The state of one layer being applied: which directories are known, where links lead."""
 
     def __init__(
-        self, root: str, name: str, *, as_root: bool, on_debug: Callable[[str], None] | None
+        self,
+        root: str,
+        name: str,
+        stream: DecompressedStream,
+        *,
+        as_root: bool,
+        on_debug: Callable[[str], None] | None,
     ) -> None:
         self._root = root.rstrip("/") or "/"
+        self._stream = stream
         self._prefix = self._root.rstrip("/") + "/"
         self._name = name
         self._as_root = as_root
@@ -208,6 +217,10 @@ class _Layer:
         # Directories of earlier layers opened up (u+rwx) so a non-root run can write into
         # them: their mode is given back at the end.
         self._opened: dict[_Dir, int] = {}
+        # Directories whose entries this layer changes without naming them: their times as
+        # they were before, given back at the end (as umoci does), so a directory keeps the
+        # time its own layer gave it, not the moment a later layer added or removed a child.
+        self._kept: dict[_Dir, tuple[int, int]] = {}
 
     # -- one entry ------------------------------------------------------------------------------
 
@@ -239,6 +252,7 @@ class _Layer:
         link_target = self._link_target(member) if member.islnk() else None
         parent = self._resolve(parts[:-1], entry, create=True)
         assert parent is not None  # create=True always finds or makes the parent
+        self._keep_times(parent)
         base = parts[-1]
         path = self._prefix + parent.rel(base)
         self._say(f"unpacking {entry}")
@@ -285,17 +299,32 @@ class _Layer:
             os.utime(path, ns=_times(member), follow_symlinks=False)
 
     def _write_file(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        source = tar.extractfile(member)
-        assert source is not None  # a regular file always has a body
         fd = os.open(path, _CREATE_FLAGS, 0o600)
-        with os.fdopen(fd, "wb", buffering=_COPY_CHUNK) as target:
-            while chunk := source.read(_COPY_CHUNK):
-                target.write(chunk)
-            target.flush()
+        try:
+            if member.issparse():
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has a body
+                while chunk := source.read(_COPY_CHUNK):
+                    _write_all(fd, chunk)
+            else:
+                self._copy_body(fd, member)
             if self._as_root:
                 os.fchown(fd, member.uid, member.gid)
             os.fchmod(fd, stat.S_IMODE(member.mode))  # after chown, which drops setuid
             os.utime(fd, ns=_times(member))
+        finally:
+            os.close(fd)
+
+    def _copy_body(self, fd: int, member: tarfile.TarInfo) -> None:
+        """The body straight from the stream, in the pieces it comes in: no buffer between."""
+        self._stream.seek(member.offset_data)
+        left = member.size
+        while left:
+            chunk = self._stream.read(min(left, _COPY_CHUNK))
+            if not chunk:
+                raise tarfile.ReadError("unexpected end of data")
+            _write_all(fd, chunk)
+            left -= len(chunk)
 
     def _set_directory(self, path: str, node: _Dir, member: tarfile.TarInfo) -> None:
         mode = stat.S_IMODE(member.mode)
@@ -313,9 +342,10 @@ class _Layer:
 
     def finish(self) -> None:
         """Give directories their final modes and times: this layer's entries ask for theirs,
-        earlier layers' directories opened up get theirs back. The deepest go first, so a
-        parent that loses u+x does so after its children are done."""
-        nodes = sorted({*self._dir_times, *self._opened}, key=lambda node: node.depth, reverse=True)
+        earlier layers' directories opened up or changed get theirs back. The deepest go first,
+        so a parent that loses u+x does so after its children are done."""
+        touched = {*self._dir_times, *self._opened, *self._kept}
+        nodes = sorted(touched, key=lambda node: node.depth, reverse=True)
         for node in nodes:
             if not node.alive():
                 continue
@@ -325,8 +355,11 @@ class _Layer:
                     mode, atime, mtime = self._dir_times[node]
                     os.chmod(path, mode)
                     os.utime(path, ns=(atime, mtime), follow_symlinks=False)
-                else:
+                    continue
+                if node in self._opened:
                     os.chmod(path, self._opened[node])
+                if node in self._kept:
+                    os.utime(path, ns=self._kept[node], follow_symlinks=False)
             except OSError as exc:
                 raise ImageError(f"{self._name}: {node.rel()}: {_reason(exc)}") from exc
 
@@ -347,6 +380,7 @@ class _Layer:
             existing = os.lstat(self._prefix + parent.rel(victim))
         except FileNotFoundError:
             return
+        self._keep_times(parent)
         self._remove(parent, victim, existing)  # a failure fails the layer (quirk Q5)
 
     def _opaque(self, dir_parts: list[str], member: tarfile.TarInfo) -> None:
@@ -360,13 +394,16 @@ class _Layer:
             try:
                 existing = os.lstat(path)
             except FileNotFoundError:
+                self._keep_times(parent)
                 os.mkdir(path, 0o755)  # quirk Q7: the original panics here
                 node = parent.child(base)
             else:
                 if stat.S_ISDIR(existing.st_mode):
                     node = self._enter(parent, base, existing)
+                    self._keep_times(node)
                     self._empty(node, path)
                 else:
+                    self._keep_times(parent)
                     self._remove(parent, base, existing)
                     os.mkdir(path, 0o755)
                     node = parent.child(base)
@@ -514,11 +551,19 @@ class _Layer:
             self._opened[node] = mode
         return node
 
+    def _keep_times(self, node: _Dir) -> None:
+        """Remember a directory's times before this layer first changes its entries."""
+        if node.parent is None or node in self._kept or node in self._dir_times:
+            return  # the destination's own times are not the image's
+        info = os.lstat(self._prefix + node.rel())
+        self._kept[node] = (info.st_atime_ns, info.st_mtime_ns)
+
     def _make_dirs(self, node: _Dir, missing: list[str | _Return], entry: str) -> _Dir:
         """Make the missing directories (0755, as the original) below the existing `node`."""
         names = [part for part in missing if isinstance(part, str)]
         if ".." in names:  # a symlink's target climbing out of a directory that is not there
             raise ImageError(f"{self._name}: {entry}: a symlink leads into a missing directory")
+        self._keep_times(node)
         for part in names:
             os.mkdir(self._prefix + node.rel(part), 0o755)
             node = node.child(part)
@@ -527,6 +572,15 @@ class _Layer:
     def _say(self, line: str) -> None:
         if self._debug is not None:
             self._debug(line)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` until all of `data` is written (a write may take only part of it)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
 
 
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:

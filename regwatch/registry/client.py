@@ -26,6 +26,7 @@ from regwatch.errors import (
     RegistryError,
     TLSFailure,
 )
+from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.mediatypes import MANIFEST_MEDIA_TYPES, declared_media_type
 from regwatch.net import Answer, Readable, Streamed, Transport, header_int
@@ -50,15 +51,6 @@ _ERROR_LIMIT = 1024 * 1024
 _PAGE_SIZE = "1000"
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_.:+=-]{1,256}")
 _COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    """What a manifest HEAD or GET tells about a reference."""
-
-    media_type: str
-    digest: str
-    size: int
 
 
 @dataclass(frozen=True)

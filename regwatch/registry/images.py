@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from regwatch.errors import UnsupportedMedia
+from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader
 from regwatch.image.documents import (
     MAX_DOCUMENT_BYTES,
-    Descriptor,
     ImageConfig,
     ImageManifest,
     Index,
@@ -27,13 +27,6 @@ from regwatch.registry.client import Manifest, RegistryClient
 
 
 @dataclass(frozen=True)
-class Layer:
-    digest: str
-    size: int
-    media_type: str
-
-
-@dataclass(frozen=True)
 class PlatformImage:
     """One image (a platform's child when the digest named an index), with its config."""
 
@@ -43,7 +36,7 @@ class PlatformImage:
     config_digest: str
     config_size: int
     config: ImageConfig
-    layers: tuple[Layer, ...] = field(default=())
+    layers: tuple[Descriptor, ...] = field(default=())
 
     @property
     def labels(self) -> dict[str, str]:
@@ -115,21 +108,22 @@ class ImageSource:
             manifest=document,
             config_digest=config.digest,
             config_size=config.size,
-            config=self._config(config),
+            config=self._config(config.digest, config.size),
             layers=tuple(
-                Layer(layer.digest, layer.size, layer.media_type) for layer in document.layer_list
+                Descriptor(media_type=layer.media_type, digest=layer.digest, size=layer.size)
+                for layer in document.layer_list
             ),
         )
 
-    def _config(self, descriptor: Descriptor) -> ImageConfig:
+    def _config(self, digest: str, size: int) -> ImageConfig:
         """The config blob, read whole only when its declared size is within the limit.
 
         The reader fails as soon as the blob runs past the declared size, so neither a lying
         size nor an endless answer is ever held beyond `MAX_DOCUMENT_BYTES` and one chunk.
         """
-        what = f"image config {self.repository}@{descriptor.digest}"
-        if descriptor.size > MAX_DOCUMENT_BYTES:
-            raise too_large(what, descriptor.size)
-        with self.open_blob(descriptor.digest, descriptor.size) as blob:
+        what = f"image config {self.repository}@{digest}"
+        if size > MAX_DOCUMENT_BYTES:
+            raise too_large(what, size)
+        with self.open_blob(digest, size) as blob:
             body = blob.read()
         return parse_image_config(body, what)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regwatch.errors import ConfigError, RegwatchError, prefixed, transient
+from regwatch.gojson import marshal
+from regwatch.image.layout import write_oci_layout
 from regwatch.image.manifests import Platform, wanted_platform
-from regwatch.image.ocilayout import write_image_tarball, write_oci_layout
 from regwatch.image.removal import remove_tree
+from regwatch.image.tarball import write_image_tarball
 from regwatch.observe import Observation
 from regwatch.patterns import Pattern, compile_pattern
 from regwatch.refs import Repository, parse_digest
@@ -149,7 +150,7 @@ class _GetPlan:
                 self.destination / "image.tar",
                 config_digest=image.config_digest,
                 config_size=image.config_size,
-                layers=[(layer.digest, layer.size, layer.media_type) for layer in image.layers],
+                layers=image.layers,
                 repo_tag=f"{self.spec.repository.name}:{tag}",
                 open_blob=images.open_blob,
             )
@@ -227,17 +228,8 @@ def _image_metadata(image: PlatformImage) -> str:
 
 
 def _go_json(value: object) -> str:
-    """JSON as Go's encoder writes it: compact, UTF-8, `<>&` escaped, a final newline."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(char, escaped)
-    return text + "\n"
+    """JSON as Go's encoder writes it to a file: `json.Marshal`, then a newline."""
+    return marshal(value).decode() + "\n"
 
 
 def _record_inspection(service: Service, origin: Repository, fetched: _Fetched) -> None:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 from regwatch.errors import ConfigError, RegwatchError, StoreError, prefixed, transient
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
-from regwatch.image.loading import BlobSource, LoadedImage, load_image
+from regwatch.image.descriptors import Descriptor
+from regwatch.image.loading import load_image
+from regwatch.image.pushes import BlobSource, LoadedImage
 from regwatch.net import Readable
 from regwatch.observe import Observation
 from regwatch.projections.aliases import decide_aliases, version_tag
 from regwatch.refs import Reference, Repository, parse_tag
 from regwatch.registry.client import RegistryClient
-from regwatch.registry.images import Layer
 from regwatch.retrying import retry
 from regwatch.service.unpack import NoProgress, Progress
 from regwatch.specs import Metadata, Pushed, PushSpec, TagDigest, WatchSpec
@@ -337,7 +338,7 @@ def _ensure_blob(
         return
     if _mounted(client, repository, blob.digest, homes.get(blob.digest)):
         return
-    progress.begin([Layer(blob.digest, blob.size, blob.media_type)])
+    progress.begin([Descriptor(media_type=blob.media_type, digest=blob.digest, size=blob.size)])
     try:
         with blob.open() as stream:
             counted = _CountedUpload(stream, blob.digest, progress)

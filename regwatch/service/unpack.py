@@ -15,9 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader
 from regwatch.image.rootfs import apply_layer
-from regwatch.registry.images import ImageSource, Layer, PlatformImage
+from regwatch.registry.images import ImageSource, PlatformImage
 
 PREFETCH = 3
 """Layers downloading ahead of the one being applied."""
@@ -28,7 +29,7 @@ _SPOOL_CHUNK = 1024 * 1024
 class Progress(Protocol):
     """Where download progress goes (a terminal, plain log lines, or nowhere)."""
 
-    def begin(self, layers: Sequence[Layer]) -> None: ...
+    def begin(self, layers: Sequence[Descriptor]) -> None: ...
 
     def advance(self, digest: str, amount: int) -> None: ...
 
@@ -36,7 +37,7 @@ class Progress(Protocol):
 
 
 class NoProgress:
-    def begin(self, layers: Sequence[Layer]) -> None:
+    def begin(self, layers: Sequence[Descriptor]) -> None:
         pass
 
     def advance(self, digest: str, amount: int) -> None:
@@ -89,7 +90,7 @@ def write_rootfs(
 def _apply_streaming(
     root: Path,
     source: ImageSource,
-    layer: Layer,
+    layer: Descriptor,
     name: str,
     progress: Progress,
     on_debug: Callable[[str], None] | None,
@@ -104,7 +105,7 @@ def _apply_streaming(
         progress.finish(layer.digest)
 
 
-def _spool_layer(source: ImageSource, layer: Layer, spool: Path, progress: Progress) -> Path:
+def _spool_layer(source: ImageSource, layer: Descriptor, spool: Path, progress: Progress) -> Path:
     """Download one layer to a file beside the rootfs; the digest is verified as it arrives."""
     path = spool / layer.digest.replace(":", "-")
     try:

@@ -36,8 +36,11 @@ NOT_FOR_CHECK = frozenset(
     {
         "regwatch.service.get",
         "regwatch.service.put",
+        "regwatch.image.files",
+        "regwatch.image.layout",
         "regwatch.image.loading",
-        "regwatch.image.ocilayout",
+        "regwatch.image.pushes",
+        "regwatch.image.tarball",
         "regwatch.image.rootfs",
         "regwatch.service.unpack",
     }

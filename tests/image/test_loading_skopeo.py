@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from regwatch.image import mediatypes as mt
-from regwatch.image.loading import DOCKER_CONFIG, DOCKER_LAYER_GZIP, BlobSource, load_image
+from regwatch.image.loading import load_image
+from regwatch.image.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP
+from regwatch.image.pushes import BlobSource
 from regwatch.net import Transport
 from regwatch.refs import Repository
 from regwatch.registry.client import RegistryClient

@@ -19,14 +19,11 @@ from pathlib import Path
 import pytest
 
 from regwatch.image import mediatypes as mt
-from regwatch.image.digests import VerifyingReader
-from regwatch.image.ocilayout import (
-    OCI_LAYER_TAR,
-    OCI_LAYER_ZSTD,
-    BlobReader,
-    write_image_tarball,
-    write_oci_layout,
-)
+from regwatch.image.descriptors import Descriptor
+from regwatch.image.digests import BlobReader, VerifyingReader
+from regwatch.image.layout import write_oci_layout
+from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
+from regwatch.image.tarball import write_image_tarball
 from tests import images
 from tests.images import Blob
 from tests.registries import require_tool
@@ -80,7 +77,7 @@ def tarball(path: Path, image: images.Image) -> Path:
         path,
         config_digest=image.config.digest,
         config_size=len(image.config.data),
-        layers=[(b.digest, len(b.data), b.media_type) for b in image.layers],
+        layers=[Descriptor(b.media_type, b.digest, len(b.data)) for b in image.layers],
         repo_tag=REPO_TAG,
         open_blob=Memory([image]).open_blob,
     )

@@ -27,9 +27,10 @@ from regwatch.errors import (
     RegwatchError,
     Unreachable,
 )
+from regwatch.image.descriptors import Descriptor
 from regwatch.net import Answer, Streamed, Transport
 from regwatch.refs import Reference, Repository
-from regwatch.registry.client import MAX_MANIFEST_BYTES, Descriptor, RegistryClient
+from regwatch.registry.client import MAX_MANIFEST_BYTES, RegistryClient
 from regwatch.registry.credentials import StaticCredentials
 from regwatch.retrying import RetryPolicy
 from tests.faults import (

@@ -23,13 +23,9 @@ import zstandard
 
 from regwatch.errors import ConfigError, ImageError
 from regwatch.image import mediatypes as mt
-from regwatch.image.loading import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    BlobSource,
-    LoadedImage,
-    load_image,
-)
+from regwatch.image.loading import load_image
+from regwatch.image.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP
+from regwatch.image.pushes import BlobSource, LoadedImage
 from tests.images import Blob, Image, sha256
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

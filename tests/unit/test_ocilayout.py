@@ -17,14 +17,10 @@ import pytest
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
-from regwatch.image.digests import VerifyingReader
-from regwatch.image.ocilayout import (
-    OCI_LAYOUT_CONTENT,
-    BlobReader,
-    layer_file_name,
-    write_image_tarball,
-    write_oci_layout,
-)
+from regwatch.image.descriptors import Descriptor
+from regwatch.image.digests import BlobReader, VerifyingReader
+from regwatch.image.layout import OCI_LAYOUT_CONTENT, write_oci_layout
+from regwatch.image.tarball import layer_file_name, write_image_tarball
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -69,8 +65,8 @@ class Image:
     def blobs(self) -> tuple[Blob, ...]:
         return (self.config, *self.layers)
 
-    def layer_triples(self) -> list[tuple[str, int, str]]:
-        return [(b.digest, len(b.data), b.media_type) for b in self.layers]
+    def layer_descriptors(self) -> list[Descriptor]:
+        return [Descriptor(b.media_type, b.digest, len(b.data)) for b in self.layers]
 
 
 def image(
@@ -162,7 +158,7 @@ def write_tarball(path: Path, img: Image, store: Store) -> None:
         path,
         config_digest=img.config.digest,
         config_size=len(img.config.data),
-        layers=img.layer_triples(),
+        layers=img.layer_descriptors(),
         repo_tag=REPO_TAG,
         open_blob=store.open_blob,
     )
@@ -233,9 +229,26 @@ def test_tarball_holds_config_layers_and_manifest_in_order(tmp_path: Path) -> No
     layer_names += [f"{docker_tar.hex}.tar", f"{docker_gz.hex}.tar.gz", f"{zst.hex}.tar.zst"]
     expected = [{"Config": img.config.digest, "RepoTags": [REPO_TAG], "Layers": layer_names}]
     assert contents["manifest.json"] == json.dumps(expected, separators=(",", ":")).encode()
-    # Each blob is downloaded once, however often the manifest lists it.
+    # Each blob is downloaded once, however often the manifest lists it (side by side, so in
+    # any order).
     once = (img.config, gz, zst, tar, docker_tar, docker_gz)
-    assert store.opened == [b.digest for b in once]
+    assert sorted(store.opened) == sorted(b.digest for b in once)
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 10_000, 10_240 * 3])
+def test_tarball_bytes_are_what_tarfile_writes_for_its_entries(tmp_path: Path, size: int) -> None:
+    # blobs are written at offsets computed beforehand: the layout must be tarfile's own
+    img = image("bytes", [Blob(GZIP, bytes(range(256)) * (size // 256) + b"x" * (size % 256))])
+    write_tarball(tmp_path / "image.tar", img, Store(img.blobs()))
+    written = (tmp_path / "image.tar").read_bytes()
+    expected = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(written)) as ours,
+        tarfile.open(fileobj=expected, mode="w", format=tarfile.PAX_FORMAT) as theirs,
+    ):
+        for member in ours.getmembers():
+            theirs.addfile(member, io.BytesIO(member_bytes(ours, member.name)))
+    assert written == expected.getvalue()
 
 
 def test_tarball_of_an_image_without_layers(tmp_path: Path) -> None:
@@ -299,7 +312,7 @@ def test_tarball_refuses_a_malformed_layer_descriptor(tmp_path: Path) -> None:
             tmp_path / "image.tar",
             config_digest=sha256(b"{}"),
             config_size=2,
-            layers=[(sha256(b"x"), -1, GZIP)],
+            layers=[Descriptor(GZIP, sha256(b"x"), -1)],
             repo_tag=REPO_TAG,
             open_blob=Store().open_blob,
         )

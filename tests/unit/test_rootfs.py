@@ -6,13 +6,14 @@ make can be tested. Every hostile case also checks that nothing outside the root
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
 import stat
+import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ import pytest
 import zstandard
 
 from regwatch.errors import HostileEntry, ImageError
+from regwatch.image import compression as inflating
 from regwatch.image import rootfs
-from regwatch.image.compression import decompressed
+from regwatch.image.compression import Inflater, decompressed
 from regwatch.image.removal import remove_tree
 from regwatch.image.rootfs import apply_layer
 from tests import tarwriter as tw
@@ -182,6 +184,27 @@ def test_times_keep_nanoseconds_and_atime_is_never_older_than_mtime(box: Sandbox
 def test_directory_times_are_set_again_after_the_layer_fills_them(box: Sandbox) -> None:
     box.apply([tw.directory("d", mtime=tw.EPOCH - 5000), tw.file("d/x"), tw.directory("d/e")])
     assert box.path("d").stat().st_mtime == tw.EPOCH - 5000
+
+
+def test_later_layers_leave_the_times_of_directories_they_do_not_name(box: Sandbox) -> None:
+    box.apply(
+        [
+            *(tw.directory("d", mtime=tw.EPOCH - 5000), tw.file("d/old")),
+            *(tw.directory("d/sub", mtime=tw.EPOCH - 4000), tw.file("d/sub/x")),
+            *(tw.directory("e", mtime=tw.EPOCH - 3000), tw.directory("e/inner")),
+        ]
+    )
+    box.apply(
+        [
+            *(tw.file("d/new"), tw.hardlink("d/linked", "d/old"), tw.whiteout("d/sub/x")),
+            tw.file("d/made/deeper/f"),
+            tw.opaque("e"),
+        ]
+    )
+    assert box.path("d").stat().st_mtime == tw.EPOCH - 5000
+    assert box.path("d/sub").stat().st_mtime == tw.EPOCH - 4000
+    assert box.path("e").stat().st_mtime == tw.EPOCH - 3000
+    assert names(box.path("e")) == set()
 
 
 def test_a_large_file_is_streamed_whole(box: Sandbox) -> None:
@@ -479,6 +502,20 @@ def test_an_opaque_whiteout_at_the_top_empties_the_root(box: Sandbox) -> None:
 LAYER = [tw.directory("d"), tw.file("d/f", "content\n" * 1000)]
 
 
+@pytest.fixture(params=["installed", "stdlib"])
+def inflater(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Inflater:
+    """The gzip tests run with the inflater regwatch found, and again with the fallback."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(inflating, "INFLATER", inflating.STDLIB_ZLIB)
+    return inflating.INFLATER
+
+
+def test_zlib_ng_inflates_when_installed() -> None:
+    # the test extra installs it, as `pip install regwatch[fast]` does
+    assert inflating.INFLATER.name == "zlib-ng"
+
+
+@pytest.mark.usefixtures("inflater")
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
 def test_compression_is_sniffed_from_the_bytes(box: Sandbox, compression: tw.Compression) -> None:
     box.apply(LAYER, compression=compression)
@@ -500,6 +537,7 @@ class Trickle:
         return part
 
 
+@pytest.mark.usefixtures("inflater")
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
 def test_the_sniffed_bytes_are_passed_through(compression: tw.Compression) -> None:
     data = tw.tar(LAYER)
@@ -513,11 +551,13 @@ def test_short_blobs_are_plain() -> None:
     assert decompressed(io.BytesIO(b"")).read() == b""
 
 
+@pytest.mark.usefixtures("inflater")
 def test_concatenated_gzip_members_and_zero_padding_are_one_stream() -> None:
     blob = gzip.compress(b"first ") + gzip.compress(b"second") + bytes(100)
     assert decompressed(Trickle(blob, step=7)).read() == b"first second"
 
 
+@pytest.mark.usefixtures("inflater")
 def test_the_blob_is_read_to_its_end(box: Sandbox) -> None:
     # tar and gzip readers skip zero padding after the end; zstd readers refuse it
     padding: dict[tw.Compression, bytes] = {"gzip": bytes(4096), "zstd": b"", "none": bytes(4096)}
@@ -558,6 +598,7 @@ TAR = tw.tar(LAYER)
         pytest.param(TAR[: 1024 + 100], "corrupt tar", id="truncated file"),
     ],
 )
+@pytest.mark.usefixtures("inflater")
 def test_damaged_blobs_fail_with_one_line(box: Sandbox, blob: bytes, message: str) -> None:
     with pytest.raises(ImageError) as raised:
         apply_layer(box.root, io.BytesIO(blob), name="layer sha256:abc")
@@ -567,10 +608,17 @@ def test_damaged_blobs_fail_with_one_line(box: Sandbox, blob: bytes, message: st
     assert not isinstance(raised.value, HostileEntry)
 
 
-def test_corrupt_data_errors_keep_their_cause() -> None:
+@pytest.mark.parametrize("blob", [_flip(GZIP, len(GZIP) // 2), GZIP, _flip(TAR, 512 + 148)])
+def test_the_reading_thread_ends_with_the_layer(box: Sandbox, blob: bytes) -> None:
+    with contextlib.suppress(ImageError):
+        apply_layer(box.root, io.BytesIO(blob), name="layer")
+    assert not [t for t in threading.enumerate() if t.name.startswith("regwatch-inflate")]
+
+
+def test_corrupt_data_errors_keep_their_cause(inflater: Inflater) -> None:
     with pytest.raises(ImageError) as raised:
         decompressed(io.BytesIO(_flip(GZIP, 20)), what="blob").read()
-    assert isinstance(raised.value.__cause__, zlib.error)
+    assert isinstance(raised.value.__cause__, inflater.error)
     with pytest.raises(ImageError) as raised:
         decompressed(io.BytesIO(_flip(ZSTD, 5)), what="blob").read()
     assert isinstance(raised.value.__cause__, zstandard.ZstdError)
