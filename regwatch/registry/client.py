@@ -137,7 +137,7 @@ class RegistryClient:
             seen.add(url)
             scopes = (pull_scope(repository),)
             answer = self._exchange("GET", url, scopes, what, limit=TAG_PAGE_LIMIT)
-            if answer.status == 404 and not _registry_errors(answer.body):
+            if answer.status == 404 and not registry_errors(answer.body):
                 return tags
             if answer.status == 404 and new_ok and _first_code(answer.body) in _UNKNOWN_NAME:
                 return tags
@@ -500,7 +500,7 @@ def _tail(error: NetworkError) -> str:
 
 def _status_error(answer: Answer, what: str, *, anonymous: bool) -> RegistryError:
     status = answer.status
-    detail = _registry_errors(answer.body) or answer.reason.lower() or "error"
+    detail = registry_errors(answer.body) or answer.reason.lower() or "error"
     message = f"{what}: {status} {detail}"
     if status == 401:
         if anonymous:
@@ -535,7 +535,7 @@ def _access_wanted(answer: Answer) -> str:
     return "push" if "push" in actions else "the needed"
 
 
-def _registry_errors(body: bytes) -> str:
+def registry_errors(body: bytes) -> str:
     """`errors[].code` and message from a registry error body, as one readable phrase."""
     try:
         parsed = json.loads(body)

@@ -7,7 +7,6 @@ realm policy as for a registry.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from urllib.parse import quote
 from regwatch.errors import AuthFailed, TrustError
 from regwatch.net import Answer, Transport
 from regwatch.registry.auth import Authenticator, preferred_challenge
+from regwatch.registry.client import registry_errors
 from regwatch.registry.credentials import CredentialSource
 
 log = logging.getLogger(__name__)
@@ -122,25 +122,5 @@ class NotaryClient:
         )
 
     def _refused(self, answer: Answer, what: str) -> TrustError:
-        return TrustError(f"{what}: {answer.status} {_server_errors(answer.body) or answer.reason}")
-
-
-def _server_errors(body: bytes) -> str:
-    """The `errors[]` of a notary (distribution-style) error body, as one phrase."""
-    try:
-        parsed = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    errors = parsed.get("errors") if isinstance(parsed, dict) else None
-    if not isinstance(errors, list):
-        return ""
-    phrases = []
-    for error in errors:
-        if isinstance(error, dict):
-            code, message = error.get("code"), error.get("message")
-            detail = error.get("detail")
-            text = " ".join(str(part) for part in (code, message) if part)
-            if isinstance(detail, str) and detail:
-                text += f" ({detail})"
-            phrases.append(text.lower())
-    return "; ".join(phrases)
+        reason = registry_errors(answer.body).lower() or answer.reason
+        return TrustError(f"{what}: {answer.status} {reason}")
