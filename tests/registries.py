@@ -366,13 +366,23 @@ def start_plain_registry(registry_bin: str, workdir: Path) -> RegistryServer:
     )
 
 
-def start_tls_registry(registry_bin: str, htpasswd_bin: str, workdir: Path) -> RegistryServer:
-    """HTTPS with a private CA plus htpasswd Basic auth for alice (the registry wants bcrypt)."""
-    tls = write_tls_files(workdir)
-    password = "pw-" + secrets.token_urlsafe(16)  # never "-…", which argv would take for a flag
+def start_tls_registry(
+    registry_bin: str,
+    htpasswd_bin: str,
+    workdir: Path,
+    *,
+    username: str = TLS_USERNAME,
+    password: str | None = None,
+    names: Sequence[str] = (),
+) -> RegistryServer:
+    """HTTPS with a private CA (its certificate also for `names`) plus htpasswd Basic auth for
+    one user (alice, a random password, unless given; the registry wants bcrypt)."""
+    tls = write_tls_files(workdir, names)
+    # Never "-…", which argv would take for a flag.
+    password = password or "pw-" + secrets.token_urlsafe(16)
     htpasswd_path = workdir / "htpasswd"
     subprocess.run(
-        [htpasswd_bin, "-Bbc", str(htpasswd_path), TLS_USERNAME, password],
+        [htpasswd_bin, "-Bbc", str(htpasswd_path), username, password],
         check=True,
         capture_output=True,
     )
@@ -388,7 +398,7 @@ def start_tls_registry(registry_bin: str, htpasswd_bin: str, workdir: Path) -> R
         verify=str(tls.ca_path),
         ca_pem=tls.ca_pem,
         ca_path=tls.ca_path,
-        username=TLS_USERNAME,
+        username=username,
         password=password,
     )
 
@@ -396,30 +406,11 @@ def start_tls_registry(registry_bin: str, htpasswd_bin: str, workdir: Path) -> R
 def start_ecr_registry(
     registry_bin: str, htpasswd_bin: str, workdir: Path, host: str, password: str
 ) -> RegistryServer:
-    """HTTPS with Basic auth for user `AWS`, standing in for the ECR registry `host`
-    (`<account>.dkr.ecr.<region>.amazonaws.com`, in its certificate). A client reaches it through
-    `tests.cloud.ConnectProxy` as if it were that host on port 443."""
-    tls = write_tls_files(workdir, [host])
-    htpasswd_path = workdir / "htpasswd"
-    subprocess.run(
-        [htpasswd_bin, "-Bbc", str(htpasswd_path), "AWS", password],
-        check=True,
-        capture_output=True,
-    )
-    return _launch(
-        "tls",
-        registry_bin=registry_bin,
-        workdir=workdir,
-        extra_config={
-            "http": {"tls": {"certificate": str(tls.cert_path), "key": str(tls.key_path)}},
-            "auth": {"htpasswd": {"realm": HTPASSWD_REALM, "path": str(htpasswd_path)}},
-        },
-        scheme="https",
-        verify=str(tls.ca_path),
-        ca_pem=tls.ca_pem,
-        ca_path=tls.ca_path,
-        username="AWS",
-        password=password,
+    """The ECR registry `host` (`<account>.dkr.ecr.<region>.amazonaws.com`, in its certificate),
+    Basic auth for user `AWS`. A client reaches it through `tests.cloud.ConnectProxy` as if it
+    were that host on port 443."""
+    return start_tls_registry(
+        registry_bin, htpasswd_bin, workdir, username="AWS", password=password, names=[host]
     )
 
 
