@@ -25,7 +25,7 @@ VOCABULARY = (
 """The domain's words. `regwatch.config` (Concourse payloads) is not among them: only front
 ends read a payload, and they hand the layers below `specs` values."""
 IMAGE_FORMATS = (
-    "regwatch.image.descriptors",
+    "regwatch.image.model",
     "regwatch.image.digests",
     "regwatch.image.mediatypes",
     "regwatch.image.documents",
@@ -59,7 +59,7 @@ RULES: list[tuple[str, tuple[str, ...], frozenset[str]]] = [
     (
         "regwatch.image.",
         (*VOCABULARY, "regwatch.gojson", "regwatch.image."),
-        frozenset({"pydantic", "zstandard", "zlib_ng"}),
+        frozenset({"pydantic_core", "zstandard", "zlib_ng"}),
     ),
     (
         "regwatch.registry.credentials",

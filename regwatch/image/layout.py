@@ -35,9 +35,10 @@ from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.concurrently import Cancelled, download_all
 from regwatch.image.digests import BlobOpener, check_digest, digest_of, verified
-from regwatch.image.documents import Descriptor, parse_image_manifest, parse_index
+from regwatch.image.documents import parse_image_manifest, parse_index
 from regwatch.image.files import atomic_file, file_opener, open_regular, read_document, regular_size
 from regwatch.image.mediatypes import declared_media_type
+from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage, ManifestToPush
 
 OCI_LAYOUT_CONTENT = b'{\n    "imageLayoutVersion": "1.0.0"\n}'
@@ -128,7 +129,7 @@ def write_oci_layout(
 
 def _plan_index(plan: _Plan, body: bytes, digest: str, fetch_manifest: ManifestFetcher) -> None:
     document = parse_index(body, f"index {digest}")
-    for child in document.entries:
+    for child in document.manifests:
         if child.digest in plan.manifests:
             continue
         fetched_type, child_body = fetch_manifest(child.digest)
@@ -148,7 +149,7 @@ def _plan_index(plan: _Plan, body: bytes, digest: str, fetch_manifest: ManifestF
 
 def _plan_image(plan: _Plan, body: bytes, digest: str) -> None:
     document = parse_image_manifest(body, f"manifest {digest}")
-    for blob in (document.config, *document.layer_list):
+    for blob in (document.config, *document.layers):
         plan.add_blob(blob.digest, blob.size)
 
 
@@ -228,13 +229,13 @@ class _Layout:
         index_path = self.root / "index.json"
         body = read_document(index_path, "index.json", None)
         top = ManifestToPush(digest_of(body), mt.OCI_INDEX, body)
-        entries = parse_index(body, "index.json", sender=None).entries
+        entries = parse_index(body, "index.json", sender=None).manifests
         # `docker buildx --output type=oci` wraps the real index in one more.
         while len(entries) == 1 and mt.is_index(entries[0].media_type):
             child = entries[0]
             body = self.manifest_body(child)
             top = ManifestToPush(child.digest, child.media_type, body)
-            entries = parse_index(body, f"index {child.digest}", sender=None).entries
+            entries = parse_index(body, f"index {child.digest}", sender=None).manifests
 
         marker = self.root / SINGLE_IMAGE_DIGEST
         if os.path.lexists(marker):
@@ -264,7 +265,7 @@ class _Layout:
             elif mt.is_index(entry.media_type):
                 body = self.manifest_body(entry)
                 document = parse_index(body, f"index {entry.digest}", sender=None)
-                self.children(document.entries, entry.digest, depth + 1)
+                self.children(document.manifests, entry.digest, depth + 1)
                 self.add_manifest(ManifestToPush(entry.digest, entry.media_type, body))
             else:
                 raise ImageError(
@@ -276,7 +277,7 @@ class _Layout:
         body = self.manifest_body(descriptor)
         document = parse_image_manifest(body, f"manifest {descriptor.digest}", sender=None)
         self.add_blob(document.config)
-        for layer in document.layer_list:
+        for layer in document.layers:
             if layer.media_type not in mt.NON_DISTRIBUTABLE_LAYER_TYPES:
                 self.add_blob(layer)
         manifest = ManifestToPush(descriptor.digest, descriptor.media_type, body)

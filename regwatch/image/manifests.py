@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 import platform as platform_module
-from dataclasses import dataclass
 
 from regwatch.errors import UnsupportedMedia
-from regwatch.image.documents import (
-    REGISTRY,
-    Descriptor,
-    ImageManifest,
-    Index,
-    parse_image_manifest,
-    parse_index,
-)
+from regwatch.image.documents import REGISTRY, parse_image_manifest, parse_index
 from regwatch.image.mediatypes import (
     IMAGE_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
@@ -22,18 +14,7 @@ from regwatch.image.mediatypes import (
     has_entries,
     is_index,
 )
-
-
-@dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    def __str__(self) -> str:
-        parts = [self.os, self.architecture, *([self.variant] if self.variant else [])]
-        return "/".join(parts)
-
+from regwatch.image.model import Descriptor, ImageManifest, Index, Platform
 
 _GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "i386": "386"}
 
@@ -75,7 +56,7 @@ def select_child(index: Index, wanted: Platform) -> Descriptor | None:
 
     The variant is compared only when the wanted platform names one.
     """
-    for child in index.entries:
+    for child in index.manifests:
         platform = child.platform
         os, architecture = (platform.os, platform.architecture) if platform else _UNNAMED_PLATFORM
         if os != wanted.os or architecture != wanted.architecture:

@@ -1,17 +1,13 @@
 """Every media type regwatch names, and what a document says its own type is.
 
-Kept apart from the typed documents (`documents.py`) because `regwatch digest` and a check in tag
-mode need the `Accept` list and nothing else: the models and pydantic cost them start-up time
-they never use. pydantic's JSON parser is loaded only when a body has to be read.
+Kept apart from the parsing of documents (`documents.py`) because `regwatch digest` and a check
+in tag mode need the `Accept` list and nothing else. The JSON parser (pydantic-core's) is
+loaded only when a body has to be read.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    from pydantic import JsonValue, TypeAdapter
+from typing import Any, Final
 
 MAX_DOCUMENT_BYTES: Final = 4 * 1024 * 1024
 """A manifest, index or image config larger than this is refused, whatever its descriptor says.
@@ -77,31 +73,25 @@ def has_entries(body: bytes) -> bool:
     return "manifests" in _top_level(body)
 
 
-def parse_json(body: bytes) -> JsonValue:
-    """Any JSON document through pydantic's parser (strict, depth-limited, never a crash).
+def parse_json(body: bytes) -> Any:
+    """Any JSON document through pydantic-core's parser: strict, depth-limited, never a crash.
 
-    Raises pydantic's `ValidationError`; the callers say what the document was.
+    Raises `ValueError` ("EOF while parsing a value at line 1 column 0"); the callers say what
+    the document was. `NaN` and `Infinity` parse as floats, which no integer field accepts.
     """
-    return _json().validate_json(body, strict=True)
+    # Imported here: a registry names a manifest's type in its Content-Type, so `digest` and
+    # `check` in tag mode never parse a body.
+    from pydantic_core import from_json  # noqa: PLC0415
 
-
-@functools.cache
-def _json() -> TypeAdapter[JsonValue]:
-    # Imported here: pydantic costs ~0.1 s of start-up, and a registry names a manifest's
-    # type in its Content-Type, so `digest` and `check` in tag mode never come here.
-    from pydantic import JsonValue, TypeAdapter  # noqa: PLC0415
-
-    return TypeAdapter(JsonValue)
+    return from_json(body, cache_strings="keys")
 
 
 def _top_level(body: bytes) -> dict[str, Any]:
     """The top-level object of a document, or {} when it is none (the parse proper says why)."""
-    from pydantic import ValidationError  # noqa: PLC0415  # see _json
-
     if len(body) > MAX_DOCUMENT_BYTES:
         return {}
     try:
         document = parse_json(body)
-    except ValidationError:
+    except ValueError:
         return {}
     return document if isinstance(document, dict) else {}

@@ -42,7 +42,6 @@ from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
 from regwatch.image.concurrently import Cancelled, download_all
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import (
     BlobOpener,
     check_descriptor,
@@ -52,6 +51,7 @@ from regwatch.image.digests import (
 )
 from regwatch.image.documents import load_json
 from regwatch.image.files import MAX_LOCAL_DOCUMENT_BYTES, atomic_file, file_opener, open_regular
+from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage, ManifestToPush
 
 TARBALL_SINGLE_IMAGE = "tarball must contain only a single image to be used with tarball.Image"

@@ -26,9 +26,9 @@ from regwatch.errors import (
     RegistryError,
     TLSFailure,
 )
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader, digest_of
 from regwatch.image.mediatypes import MANIFEST_MEDIA_TYPES, declared_media_type
+from regwatch.image.model import Descriptor
 from regwatch.net import Answer, Readable, Streamed, Transport, header_int
 from regwatch.refs import Reference, Repository, plain_http_allowed, wire_host
 from regwatch.registry.auth import Authenticator, preferred_challenge

@@ -11,17 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from regwatch.errors import UnsupportedMedia
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader
-from regwatch.image.documents import (
-    MAX_DOCUMENT_BYTES,
-    ImageConfig,
-    ImageManifest,
-    Index,
-    parse_image_config,
-    too_large,
-)
-from regwatch.image.manifests import Platform, parse_manifest, select_child
+from regwatch.image.documents import MAX_DOCUMENT_BYTES, parse_image_config, too_large
+from regwatch.image.manifests import parse_manifest, select_child
+from regwatch.image.model import Descriptor, ImageConfig, ImageManifest, Index, Platform
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import Manifest, RegistryClient
 
@@ -109,10 +102,7 @@ class ImageSource:
             config_digest=config.digest,
             config_size=config.size,
             config=self._config(config.digest, config.size),
-            layers=tuple(
-                Descriptor(media_type=layer.media_type, digest=layer.digest, size=layer.size)
-                for layer in document.layer_list
-            ),
+            layers=document.layers,
         )
 
     def _config(self, digest: str, size: int) -> ImageConfig:

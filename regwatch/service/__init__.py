@@ -12,4 +12,4 @@ from regwatch.service.app import Service as Service
 from regwatch.service.app import utc_now as utc_now
 
 if TYPE_CHECKING:  # named by front ends for typing only: importing them costs pydantic
-    from regwatch.image.descriptors import Descriptor as Descriptor
+    from regwatch.image.model import Descriptor as Descriptor

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from regwatch.image.documents import Index
 from regwatch.image.manifests import parse_manifest
+from regwatch.image.model import Index
 from regwatch.observe import ImageFacts
 from regwatch.registry.client import Manifest
 from regwatch.registry.images import PlatformImage
@@ -45,6 +45,6 @@ def platforms_of(index: Index) -> tuple[tuple[str, str, str | None, str], ...]:
     """(os, architecture, variant, digest) of each entry that names its platform."""
     return tuple(
         (child.platform.os, child.platform.architecture, child.platform.variant, child.digest)
-        for child in index.entries
+        for child in index.manifests
         if child.platform is not None
     )

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from regwatch.errors import ConfigError, RegwatchError, prefixed, transient
 from regwatch.gojson import marshal
 from regwatch.image.layout import write_oci_layout
-from regwatch.image.manifests import Platform, wanted_platform
+from regwatch.image.manifests import wanted_platform
+from regwatch.image.model import Platform
 from regwatch.image.removal import remove_tree
 from regwatch.image.tarball import write_image_tarball
 from regwatch.observe import Observation

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from regwatch.errors import ConfigError, RegwatchError, StoreError, prefixed, transient
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.loading import load_image
+from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage
 from regwatch.net import Readable
 from regwatch.observe import Observation

@@ -15,8 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import VerifyingReader
+from regwatch.image.model import Descriptor
 from regwatch.image.rootfs import apply_layer
 from regwatch.registry.images import ImageSource, PlatformImage
 

@@ -27,7 +27,7 @@ from regwatch.errors import (
     RegwatchError,
     Unreachable,
 )
-from regwatch.image.descriptors import Descriptor
+from regwatch.image.model import Descriptor
 from regwatch.net import Answer, Streamed, Transport
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import MAX_MANIFEST_BYTES, RegistryClient

@@ -15,15 +15,13 @@ from regwatch.errors import ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
 from regwatch.image.documents import (
     MAX_DOCUMENT_BYTES,
-    ImageConfig,
-    ImageManifest,
-    Index,
     load_json,
     parse_image_config,
     parse_image_manifest,
     parse_index,
 )
-from regwatch.image.manifests import Platform, parse_manifest, select_child
+from regwatch.image.manifests import parse_manifest, select_child
+from regwatch.image.model import ImageConfig, ImageManifest, Index, Platform
 from tests.images import sha256
 
 CONFIG = {
@@ -57,7 +55,7 @@ def test_an_oci_manifest_becomes_typed_values() -> None:
     parsed = parse_image_manifest(manifest(annotations={"a": "b"}), NAME)
     assert parsed.config.digest == CONFIG["digest"]
     assert parsed.config.size == 6
-    assert [(d.media_type, d.digest, d.size) for d in parsed.layer_list] == [
+    assert [(d.media_type, d.digest, d.size) for d in parsed.layers] == [
         (LAYER["mediaType"], LAYER["digest"], 5)
     ]
     assert parsed.annotations == {"a": "b"}
@@ -89,7 +87,7 @@ def test_an_index_keeps_its_entries_and_platforms() -> None:
         ],
     }
     parsed = parse_index(body(document), "index x")
-    platforms = [child.platform for child in parsed.entries]
+    platforms = [child.platform for child in parsed.manifests]
     assert [(p.os, p.architecture, p.variant) if p else None for p in platforms] == [
         ("linux", "arm64", "v8"),
         ("linux", "amd64", None),
@@ -98,7 +96,7 @@ def test_an_index_keeps_its_entries_and_platforms() -> None:
 
 
 def test_an_index_without_manifests_has_no_entries() -> None:
-    assert parse_index(b'{"schemaVersion": 2}', "index x").entries == ()
+    assert parse_index(b'{"schemaVersion": 2}', "index x").manifests == ()
 
 
 def test_an_image_config_gives_labels_and_how_it_runs() -> None:
@@ -120,9 +118,9 @@ def test_an_image_config_gives_labels_and_how_it_runs() -> None:
     assert parsed.created == "2024-01-02T03:04:05.123456789Z"
     assert parsed.config is not None
     assert (parsed.config.cmd, parsed.config.entrypoint, parsed.config.env) == (
-        ["sh"],
+        ("sh",),
         None,
-        ["A=1"],
+        ("A=1",),
     )
     assert parsed.labels == {"a": "1", "empty": ""}
 

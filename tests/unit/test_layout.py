@@ -17,9 +17,9 @@ import pytest
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import OCI_LAYOUT_CONTENT, write_oci_layout
+from regwatch.image.model import Descriptor
 from regwatch.image.tarball import layer_file_name, write_image_tarball
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"

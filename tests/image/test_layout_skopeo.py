@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from regwatch.image import mediatypes as mt
-from regwatch.image.descriptors import Descriptor
 from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import write_oci_layout
 from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
+from regwatch.image.model import Descriptor
 from regwatch.image.tarball import write_image_tarball
 from tests import images
 from tests.images import Blob
