@@ -79,7 +79,7 @@ def layer(files: Mapping[str, bytes]) -> Blob:
             info.size, info.mtime, info.mode = len(content), EPOCH, 0o644
             tar.addfile(info, io.BytesIO(content))
     compressed = gzip.compress(raw.getvalue(), mtime=0)
-    return Blob("application/vnd.oci.image.layer.v1.tar+gzip", compressed)
+    return Blob(mt.OCI_LAYER_GZIP, compressed)
 
 
 def image(
@@ -107,7 +107,7 @@ def image(
         )
         body = Blob("application/vnd.docker.image.rootfs.diff.tar.gzip", body.data)
     else:
-        config_type, manifest_type = "application/vnd.oci.image.config.v1+json", mt.OCI_MANIFEST
+        config_type, manifest_type = mt.OCI_CONFIG, mt.OCI_MANIFEST
     config_blob = Blob(config_type, json.dumps(config, sort_keys=True).encode())
     manifest = {
         "schemaVersion": 2,

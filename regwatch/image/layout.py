@@ -292,9 +292,9 @@ class _Layout:
     def add_blob(self, descriptor: Descriptor) -> None:
         known = self.blobs.get(descriptor.digest)
         if known is not None:
-            if known.size != descriptor.size:
+            if known.descriptor.size != descriptor.size:
                 raise ImageError(
-                    f"blob {descriptor.digest} is described with sizes {known.size} "
+                    f"blob {descriptor.digest} is described with sizes {known.descriptor.size} "
                     f"and {descriptor.size}"
                 )
             return
@@ -302,9 +302,7 @@ class _Layout:
         _check_size(path, descriptor)
         # Not hashed here: a blob the registry already has is never read, and one that is
         # uploaded is checked by the registry against its digest before any tag can move.
-        self.blobs[descriptor.digest] = BlobSource(
-            descriptor.digest, descriptor.size, descriptor.media_type, file_opener(path)
-        )
+        self.blobs[descriptor.digest] = BlobSource(descriptor, file_opener(path))
 
     def manifest_body(self, descriptor: Descriptor) -> bytes:
         path = self.blob_path(descriptor)

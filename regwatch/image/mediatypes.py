@@ -43,10 +43,12 @@ LAYOUT_MANIFEST_TYPES = IMAGE_MEDIA_TYPES | INDEX_MEDIA_TYPES
 """What an OCI layout's descriptors may point at as manifests."""
 
 DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
 DOCKER_LAYER_TAR: Final = "application/vnd.docker.image.rootfs.diff.tar"
 DOCKER_LAYER_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_FOREIGN_GZIP: Final = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 OCI_LAYER_TAR: Final = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP: Final = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD: Final = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_LAYER_NONDISTRIBUTABLE_TAR: Final = "application/vnd.oci.image.layer.nondistributable.v1.tar"
 OCI_LAYER_NONDISTRIBUTABLE_GZIP: Final = (

@@ -11,15 +11,15 @@ from pathlib import Path
 from types import TracebackType
 
 from regwatch.image.files import Opener
+from regwatch.image.model import Descriptor
 
 
 @dataclass(frozen=True)
 class BlobSource:
-    """One blob to upload; `open()` returns a new reader of exactly these bytes on each call."""
+    """One blob to upload: what it is, and `open()`, a new reader of exactly its bytes on each
+    call (every retry reads it again)."""
 
-    digest: str
-    size: int
-    media_type: str
+    descriptor: Descriptor
     open: Opener = field(repr=False, compare=False)
 
 

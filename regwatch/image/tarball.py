@@ -84,8 +84,7 @@ def layer_file_name(digest: str, media_type: str) -> str:
 def write_image_tarball(
     path: Path,
     *,
-    config_digest: str,
-    config_size: int,
+    config: Descriptor,
     layers: Sequence[Descriptor],
     repo_tag: str,
     open_blob: BlobOpener,
@@ -99,14 +98,14 @@ def write_image_tarball(
     behind.
     """
     what = f"write {path.name}"
-    check_descriptor(config_digest, config_size, f"{what}: config")
+    check_descriptor(config.digest, config.size, f"{what}: config")
     for layer in layers:
         check_descriptor(layer.digest, layer.size, f"{what}: layer")
     names = [layer_file_name(layer.digest, layer.media_type) for layer in layers]
-    manifest = [{"Config": config_digest, "RepoTags": [repo_tag], "Layers": names}]
+    manifest = [{"Config": config.digest, "RepoTags": [repo_tag], "Layers": names}]
     manifest_bytes = marshal(manifest)
 
-    blobs = {config_digest: (config_digest, config_size)}
+    blobs = {config.digest: (config.digest, config.size)}
     for layer, name in zip(layers, names, strict=True):
         blobs.setdefault(name, (layer.digest, layer.size))
     # Every size is known, so is every entry's place: the file is laid out first (headers,
@@ -208,7 +207,7 @@ def load_tarball(path: Path) -> LoadedImage:
     config = tar.read(tar.resolve(config_name))
     layers = [tar.resolve(name) for name in layer_names]
     config_blob = BlobSource(
-        digest_of(config), len(config), mt.DOCKER_CONFIG, lambda: io.BytesIO(config)
+        Descriptor(mt.DOCKER_CONFIG, digest_of(config), len(config)), lambda: io.BytesIO(config)
     )
     scratch: Path | None = None
     if not layers:
@@ -234,7 +233,7 @@ def load_tarball(path: Path) -> LoadedImage:
     top = ManifestToPush(digest_of(manifest), mt.DOCKER_MANIFEST_V2, manifest)
     blobs: dict[str, BlobSource] = {}
     for blob in (config_blob, *layer_blobs):
-        blobs.setdefault(blob.digest, blob)
+        blobs.setdefault(blob.descriptor.digest, blob)
     return LoadedImage(tuple(blobs.values()), (top,), top, scratch)
 
 
@@ -248,7 +247,12 @@ def _go_field(entry: Mapping[str, Any], name: str) -> Any:
 
 def _go_descriptor(blob: BlobSource) -> dict[str, object]:
     """A descriptor in go-containerregistry's `v1.Descriptor` field order."""
-    return {"mediaType": blob.media_type, "size": blob.size, "digest": blob.digest}
+    descriptor = blob.descriptor
+    return {
+        "mediaType": descriptor.media_type,
+        "size": descriptor.size,
+        "digest": descriptor.digest,
+    }
 
 
 def _is_compressed(head: bytes) -> bool:
@@ -277,7 +281,7 @@ def _gzip_layers(tar: _Tar, layers: list[tarfile.TarInfo], scratch: Path) -> lis
             target = scratch / f"layer-{number}.tar.gz"
             with tar.open_member(member) as source:
                 digest, size = _gzip_file(source, target)
-            blob = BlobSource(digest, size, mt.DOCKER_LAYER_GZIP, file_opener(target))
+            blob = BlobSource(Descriptor(mt.DOCKER_LAYER_GZIP, digest, size), file_opener(target))
             made[member.offset_data] = blob
         blobs.append(blob)
     return blobs
@@ -378,7 +382,7 @@ class _Tar:
         def open_slice() -> BinaryIO:
             return io.BufferedReader(_FileSlice(path, offset, size), _CHUNK_SIZE)
 
-        return BlobSource(digest, size, mt.DOCKER_LAYER_GZIP, open_slice)
+        return BlobSource(Descriptor(mt.DOCKER_LAYER_GZIP, digest, size), open_slice)
 
 
 def _normalise(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from regwatch.errors import UnsupportedMedia
 from regwatch.image.digests import VerifyingReader
@@ -21,15 +21,19 @@ from regwatch.registry.client import Manifest, RegistryClient
 
 @dataclass(frozen=True)
 class PlatformImage:
-    """One image (a platform's child when the digest named an index), with its config."""
+    """One image (a platform's child when the digest named an index), with its config.
+
+    `manifest.config` describes the config blob; `config` is what the blob says.
+    """
 
     digest: str
     media_type: str
     manifest: ImageManifest
-    config_digest: str
-    config_size: int
     config: ImageConfig
-    layers: tuple[Descriptor, ...] = field(default=())
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        return self.manifest.layers
 
     @property
     def labels(self) -> dict[str, str]:
@@ -99,10 +103,7 @@ class ImageSource:
             digest=image.descriptor.digest,
             media_type=image.descriptor.media_type,
             manifest=document,
-            config_digest=config.digest,
-            config_size=config.size,
             config=self._config(config.digest, config.size),
-            layers=document.layers,
         )
 
     def _config(self, digest: str, size: int) -> ImageConfig:

@@ -37,7 +37,9 @@ def image_facts(top: Manifest, image: PlatformImage | None) -> ImageFacts:
         size=top.descriptor.size,
         created=created_at(image.config.created) if image else None,
         platforms=platforms_of(document) if isinstance(document, Index) else (),
-        blobs=(image.config_digest, *(layer.digest for layer in image.layers)) if image else (),
+        blobs=(image.manifest.config.digest, *(layer.digest for layer in image.layers))
+        if image
+        else (),
     )
 
 

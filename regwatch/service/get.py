@@ -149,8 +149,7 @@ class _GetPlan:
             tag = self.fetch.version.tag or "latest"
             write_image_tarball(
                 self.destination / "image.tar",
-                config_digest=image.config_digest,
-                config_size=image.config_size,
+                config=image.manifest.config,
                 layers=image.layers,
                 repo_tag=f"{self.spec.repository.name}:{tag}",
                 open_blob=images.open_blob,

@@ -16,7 +16,6 @@ from regwatch.errors import ConfigError, RegwatchError, StoreError, prefixed, tr
 from regwatch.events import ImagePushed
 from regwatch.gofilepath import escape, glob, join
 from regwatch.image.loading import load_image
-from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage
 from regwatch.net import Readable
 from regwatch.observe import Observation
@@ -67,7 +66,7 @@ def put(
         except RegwatchError as exc:
             raise prefixed(exc, "pushing image failed") from exc
         digest = loaded.top.digest
-    blobs = tuple(blob.digest for blob in loaded.blobs)
+    blobs = tuple(blob.descriptor.digest for blob in loaded.blobs)
     _record_push(service, repository, digest, tags, blobs)
     return Pushed(
         TagDigest(tag=tags[0], digest=digest),
@@ -308,7 +307,7 @@ def _blob_homes(
     """
     prefix = f"{repository.registry}/"
     try:
-        located = service.store().blob_locations(blob.digest for blob in loaded.blobs)
+        located = service.store().blob_locations(blob.descriptor.digest for blob in loaded.blobs)
     except StoreError as exc:
         log.warning("reading where blobs live from the store failed; uploading them: %s", exc)
         return {}
@@ -334,24 +333,25 @@ def _ensure_blob(
     homes: Mapping[str, Repository],
 ) -> None:
     """One blob, start to finish: present already, mounted from elsewhere, or uploaded."""
-    if client.blob_size(repository, blob.digest) is not None:
+    digest = blob.descriptor.digest
+    if client.blob_size(repository, digest) is not None:
         return
-    if _mounted(client, repository, blob.digest, homes.get(blob.digest)):
+    if _mounted(client, repository, digest, homes.get(digest)):
         return
-    progress.begin([Descriptor(media_type=blob.media_type, digest=blob.digest, size=blob.size)])
+    progress.begin([blob.descriptor])
     try:
         with blob.open() as stream:
-            counted = _CountedUpload(stream, blob.digest, progress)
+            counted = _CountedUpload(stream, digest, progress)
             client.upload_blob(
                 repository,
                 counted,
-                blob.digest,
-                blob.size,
+                digest,
+                blob.descriptor.size,
                 chunk_size=UPLOAD_CHUNK,
                 check_exists=False,
             )
     finally:
-        progress.finish(blob.digest)
+        progress.finish(digest)
 
 
 class _CountedUpload:

@@ -125,7 +125,7 @@ def test_out_finds_blob_homes_without_reading_the_log(
 
     with load_image(tmp_path / "fetched" / "image.tar") as loaded, Service(store=url) as service:
         homes = _blob_homes(service, target, loaded)
-        wanted = {blob.digest for blob in loaded.blobs}
+        wanted = {blob.descriptor.digest for blob in loaded.blobs}
 
     assert set(homes) == wanted
     assert {str(home) for home in homes.values()} == {origin}

@@ -75,8 +75,7 @@ def skopeo(*args: str) -> bytes:
 def tarball(path: Path, image: images.Image) -> Path:
     write_image_tarball(
         path,
-        config_digest=image.config.digest,
-        config_size=len(image.config.data),
+        config=Descriptor(image.config.media_type, image.config.digest, len(image.config.data)),
         layers=[Descriptor(b.media_type, b.digest, len(b.data)) for b in image.layers],
         repo_tag=REPO_TAG,
         open_blob=Memory([image]).open_blob,

@@ -129,7 +129,7 @@ def test_a_tarball_with_the_registrys_gzip_layers_keeps_the_digest_when_the_layo
     assert registry_manifest == image.manifest.data
 
     with load_image(docker_save_tarball(blobs_dir, tmp_path / "image.tar")) as loaded:
-        assert [(b.digest, b.size) for b in loaded.blobs] == [
+        assert [(b.descriptor.digest, b.descriptor.size) for b in loaded.blobs] == [
             (blob.digest, len(blob.data)) for blob in (image.config, *image.layers)
         ]
         assert [read_blob(b) for b in loaded.blobs] == [image.config.data, image.layers[0].data]
@@ -153,18 +153,27 @@ def test_a_skopeo_docker_archive_is_loaded_with_its_layers_gzipped_again(
 
     with load_image(archive) as loaded:
         config, *layers = loaded.blobs
-        assert (config.digest, config.media_type) == (image.config.digest, DOCKER_CONFIG)
+        assert (config.descriptor.digest, config.descriptor.media_type) == (
+            image.config.digest,
+            DOCKER_CONFIG,
+        )
         assert read_blob(config) == image.config.data
         assert [gzip.decompress(read_blob(layer)) for layer in layers] == [
             gzip.decompress(layer.data) for layer in image.layers
         ]
-        assert {layer.media_type for layer in layers} == {DOCKER_LAYER_GZIP}
+        assert {layer.descriptor.media_type for layer in layers} == {DOCKER_LAYER_GZIP}
         assert json.loads(loaded.top.body)["layers"] == [
-            {"mediaType": DOCKER_LAYER_GZIP, "size": layer.size, "digest": layer.digest}
+            {
+                "mediaType": DOCKER_LAYER_GZIP,
+                "size": layer.descriptor.size,
+                "digest": layer.descriptor.digest,
+            }
             for layer in layers
         ]
         # Re-gzipped by another encoder than the suite's: a new layer digest, a new image.
-        assert [layer.digest for layer in layers] != [layer.digest for layer in image.layers]
+        assert [layer.descriptor.digest for layer in layers] != [
+            layer.digest for layer in image.layers
+        ]
         assert loaded.top.digest != image.digest
         assert loaded.manifests == (loaded.top,)
 
@@ -190,7 +199,7 @@ def test_an_oci_layout_of_one_image_is_pushed_as_the_index_skopeo_wrote(
         mt.OCI_MANIFEST,
         image.manifest.data,
     )
-    assert [(b.digest, b.media_type) for b in loaded.blobs] == [
+    assert [(b.descriptor.digest, b.descriptor.media_type) for b in loaded.blobs] == [
         (blob.digest, blob.media_type) for blob in (image.config, *image.layers)
     ]
 
@@ -231,6 +240,6 @@ def test_an_index_copied_with_all_keeps_its_digest(
         *((image.digest, mt.OCI_MANIFEST) for image in index.images),
         (index.digest, mt.OCI_INDEX),
     ]
-    assert {b.digest for b in loaded.blobs} == {
+    assert {b.descriptor.digest for b in loaded.blobs} == {
         blob.digest for image in index.images for blob in (image.config, *image.layers)
     }

@@ -156,8 +156,7 @@ def tree(directory: Path) -> dict[str, bytes]:
 def write_tarball(path: Path, img: Image, store: Store) -> None:
     write_image_tarball(
         path,
-        config_digest=img.config.digest,
-        config_size=len(img.config.data),
+        config=Descriptor(img.config.media_type, img.config.digest, len(img.config.data)),
         layers=img.layer_descriptors(),
         repo_tag=REPO_TAG,
         open_blob=store.open_blob,
@@ -310,8 +309,7 @@ def test_tarball_refuses_a_malformed_layer_descriptor(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="invalid size"):
         write_image_tarball(
             tmp_path / "image.tar",
-            config_digest=sha256(b"{}"),
-            config_size=2,
+            config=Descriptor(OCI_CONFIG, sha256(b"{}"), 2),
             layers=[Descriptor(GZIP, sha256(b"x"), -1)],
             repo_tag=REPO_TAG,
             open_blob=Store().open_blob,

@@ -25,6 +25,7 @@ from regwatch.errors import ConfigError, ImageError
 from regwatch.image import mediatypes as mt
 from regwatch.image.loading import load_image
 from regwatch.image.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP
+from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage
 from tests.images import Blob, Image, sha256
 
@@ -47,6 +48,10 @@ def layer_tar(files: Mapping[str, bytes]) -> bytes:
 def read_blob(blob: BlobSource) -> bytes:
     with blob.open() as reader:
         return reader.read()
+
+
+def descriptors(loaded: LoadedImage) -> list[Descriptor]:
+    return [blob.descriptor for blob in loaded.blobs]
 
 
 # -- docker save tarballs -----------------------------------------------------------------------
@@ -126,7 +131,9 @@ def test_tarball_with_gzip_layers_rebuilds_the_go_manifest_byte_for_byte(tmp_pat
         assert loaded.top.media_type == mt.DOCKER_MANIFEST_V2
         assert loaded.manifests == (loaded.top,)
         assert loaded.scratch is None
-        assert [(b.digest, b.size, b.media_type) for b in loaded.blobs] == [
+        assert [
+            (b.descriptor.digest, b.descriptor.size, b.descriptor.media_type) for b in loaded.blobs
+        ] == [
             (sha256(CONFIG), len(CONFIG), DOCKER_CONFIG),
             (sha256(first), len(first), DOCKER_LAYER_GZIP),
             (sha256(second), len(second), DOCKER_LAYER_GZIP),
@@ -163,7 +170,7 @@ def test_tarball_with_uncompressed_layers_gzips_them_once_into_temporary_files(
     layers = loaded.blobs[1:]
     zipped = [read_blob(blob) for blob in layers]
     assert [gzip.decompress(z) for z in zipped] == [first, second]
-    assert [(b.digest, b.size, b.media_type) for b in layers] == [
+    assert [(d.digest, d.size, d.media_type) for d in (b.descriptor for b in layers)] == [
         (sha256(z), len(z), DOCKER_LAYER_GZIP) for z in zipped
     ]
     # Go's compress/gzip header at BestSpeed: no name, mtime 0, XFL 4, OS unknown.
@@ -217,7 +224,7 @@ def test_a_zstd_first_layer_counts_as_compressed_and_is_labelled_gzip(tmp_path: 
     with load_image(path) as loaded:
         assert loaded.scratch is None
         assert loaded.top.body == go_manifest(CONFIG, [zstd_layer, gzip_layer])
-        assert {b.media_type for b in loaded.blobs[1:]} == {DOCKER_LAYER_GZIP}
+        assert {b.descriptor.media_type for b in loaded.blobs[1:]} == {DOCKER_LAYER_GZIP}
         assert read_blob(loaded.blobs[1]) == zstd_layer
 
 
@@ -398,7 +405,9 @@ def test_single_image_digest_pushes_that_image_as_a_plain_manifest(tmp_path: Pat
     assert loaded.top.media_type == mt.DOCKER_MANIFEST_V2
     assert loaded.top.body == image.manifest.data
     assert loaded.manifests == (loaded.top,)
-    assert [(b.digest, b.size, b.media_type) for b in loaded.blobs] == [
+    assert [
+        (b.descriptor.digest, b.descriptor.size, b.descriptor.media_type) for b in loaded.blobs
+    ] == [
         (image.config.digest, len(image.config.data), OCI_CONFIG),
         (image.layers[0].digest, len(image.layers[0].data), OCI_GZIP),
     ]
@@ -443,7 +452,7 @@ def test_a_buildx_style_wrapped_index_is_unwrapped(tmp_path: Path) -> None:
         (arm.manifest.digest, mt.DOCKER_MANIFEST_V2),
         (inner.digest, mt.OCI_INDEX),
     ]
-    assert {b.digest for b in loaded.blobs} == {
+    assert {b.descriptor.digest for b in loaded.blobs} == {
         blob.digest for image in (amd, arm) for blob in (image.config, *image.layers)
     }
 
@@ -471,7 +480,7 @@ def test_the_marker_picks_an_image_of_the_unwrapped_index(tmp_path: Path) -> Non
 
     loaded = load_image(tmp_path)
     assert pushed(loaded) == [(arm.manifest.digest, mt.OCI_MANIFEST)]
-    assert {b.digest for b in loaded.blobs} == {arm.config.digest, arm.layers[0].digest}
+    assert {b.descriptor.digest for b in loaded.blobs} == {arm.config.digest, arm.layers[0].digest}
 
 
 def test_nested_indexes_below_the_top_are_pushed_children_first(tmp_path: Path) -> None:
@@ -507,7 +516,7 @@ def test_shared_blobs_are_listed_once(tmp_path: Path) -> None:
 
     loaded = load_image(tmp_path)
     assert len(loaded.manifests) == 3
-    assert [b.digest for b in loaded.blobs] == [one.config.digest, one.layers[0].digest]
+    assert [d.digest for d in descriptors(loaded)] == [one.config.digest, one.layers[0].digest]
 
 
 def test_foreign_layers_are_not_pushed(tmp_path: Path) -> None:
@@ -522,7 +531,10 @@ def test_foreign_layers_are_not_pushed(tmp_path: Path) -> None:
     (tmp_path / "single-image-digest").write_text(manifest.digest)
 
     loaded = load_image(tmp_path)
-    assert [b.digest for b in loaded.blobs] == [image.config.digest, image.layers[0].digest]
+    assert [d.digest for d in descriptors(loaded)] == [
+        image.config.digest,
+        image.layers[0].digest,
+    ]
 
 
 def broken_layout(root: Path, problem: str) -> None:
@@ -616,7 +628,7 @@ def test_big_layers_stream_through_in_pieces(tmp_path: Path) -> None:
     )
     with load_image(path) as loaded:
         layer = loaded.blobs[1]
-        assert (layer.digest, layer.size) == (sha256(big), len(big))
+        assert (layer.descriptor.digest, layer.descriptor.size) == (sha256(big), len(big))
         with layer.open() as reader:
             pieces = list(iter(lambda: reader.read(100_000), b""))
         assert len(pieces) > 30
@@ -735,7 +747,7 @@ def test_a_layer_file_that_turns_into_a_fifo_is_refused_when_opened(tmp_path: Pa
     layout.add(image)
     layout.index(image.manifest.descriptor())
     loaded = load_image(tmp_path)
-    layer = next(b for b in loaded.blobs if b.digest == image.layers[0].digest)
+    layer = next(b for b in loaded.blobs if b.descriptor.digest == image.layers[0].digest)
     layout.path(image.layers[0]).unlink()
     os.mkfifo(layout.path(image.layers[0]))
 
