@@ -24,7 +24,7 @@ from tests.registries import (
     start_tls_registry,
     start_token_registry,
 )
-from tests.resource_image import base as image_base
+from tests.resource_image import build as image_build
 
 # Variables that would let a developer's own setup leak into a test (credentials, proxies).
 # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE stay: the machine sets them and the code must cope.
@@ -141,6 +141,6 @@ def client_cert_notary_server(
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A selected image test gets its debootstrap base started now, behind the other tests."""
+    """A selected image test gets its image built from now on, behind the other tests."""
     if any(item.get_closest_marker("image") for item in session.items):
-        image_base.start_early()
+        image_build.start_early()

@@ -8,6 +8,7 @@ after `stop()` nothing listens on the port, so a check that tried would fail.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -31,9 +32,16 @@ class Forwarder:
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: the port refuses connections from now on."""
+        """Close the listening socket: the port refuses connections from now on.
+
+        `close()` alone does not wake a thread blocked in `accept()` on Linux; `shutdown()` does
+        (accept fails with EINVAL), so the serving thread ends at once.
+        """
+        with contextlib.suppress(OSError):  # already shut down
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the forwarder's accept loop did not end"
 
     def take_count(self) -> int:
         """Connections accepted since the last call."""

@@ -142,6 +142,13 @@ def push(client: RegistryClient, repository: Repository, tag: str, item: Image |
         if isinstance(item, Index):
             child = Reference(repository, digest=one.digest)
             client.put_manifest(child, one.manifest.data, one.manifest.media_type)
+    return tag_manifest(client, repository, tag, item)
+
+
+def tag_manifest(
+    client: RegistryClient, repository: Repository, tag: str, item: Image | Index
+) -> str:
+    """Point one more tag at an image `push` already pushed: its manifest PUT alone."""
     ref = Reference(repository, tag=tag)
     return client.put_manifest(ref, item.manifest.data, item.manifest.media_type)
 

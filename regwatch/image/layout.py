@@ -26,7 +26,7 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeAlias
 
@@ -65,13 +65,14 @@ class _Plan:
     def __init__(self, what: str) -> None:
         self.what = what
         self.manifests: dict[str, bytes] = {}
-        self.blobs: dict[str, int] = {}
+        self.blobs: dict[str, Descriptor] = {}
 
-    def add_blob(self, digest: str, size: int) -> None:
-        known = self.blobs.setdefault(digest, size)
-        if known != size:
+    def add_blob(self, blob: Descriptor) -> None:
+        known = self.blobs.setdefault(blob.digest, blob)
+        if known.size != blob.size:
             raise DigestMismatch(
-                f"{self.what}: blob {digest} is described with sizes {known} and {size}"
+                f"{self.what}: blob {blob.digest} is described with sizes {known.size} "
+                f"and {blob.size}"
             )
 
 
@@ -120,7 +121,7 @@ def write_oci_layout(
     _write_file(directory / "oci-layout", OCI_LAYOUT_CONTENT)
     for manifest_digest, body in plan.manifests.items():
         _write_file(_blob_target(directory, manifest_digest), body)
-    pending = {d: size for d, size in plan.blobs.items() if d not in plan.manifests}
+    pending = [blob for digest, blob in plan.blobs.items() if digest not in plan.manifests]
     _download_blobs(directory, pending, open_blob, concurrency, what)
     if single_image is not None:
         _write_file(directory / "single-image-digest", single_image)
@@ -150,7 +151,7 @@ def _plan_index(plan: _Plan, body: bytes, digest: str, fetch_manifest: ManifestF
 def _plan_image(plan: _Plan, body: bytes, digest: str) -> None:
     document = parse_image_manifest(body, f"manifest {digest}")
     for blob in (document.config, *document.layers):
-        plan.add_blob(blob.digest, blob.size)
+        plan.add_blob(blob)
 
 
 def _manifest_kind(fetched_type: str, descriptor_type: str, body: bytes) -> str | None:
@@ -162,23 +163,26 @@ def _manifest_kind(fetched_type: str, descriptor_type: str, body: bytes) -> str 
 
 
 def _download_blobs(
-    directory: Path, blobs: Mapping[str, int], open_blob: BlobOpener, concurrency: int, what: str
+    directory: Path,
+    blobs: Iterable[Descriptor],
+    open_blob: BlobOpener,
+    concurrency: int,
+    what: str,
 ) -> None:
     downloads = [
-        functools.partial(_download_blob, directory, digest, size, open_blob, what)
-        for digest, size in blobs.items()
+        functools.partial(_download_blob, directory, blob, open_blob, what) for blob in blobs
     ]
     download_all(downloads, concurrency, "regwatch-oci-blob")
 
 
 def _download_blob(
     directory: Path,
-    digest: str,
-    size: int,
+    blob: Descriptor,
     open_blob: BlobOpener,
     what: str,
     stop: threading.Event | None,
 ) -> None:
+    digest, size = blob.digest, blob.size
     with atomic_file(_blob_target(directory, digest)) as file, open_blob(digest, size) as source:
         for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
             if stop is not None and stop.is_set():

@@ -105,20 +105,20 @@ def write_image_tarball(
     manifest = [{"Config": config.digest, "RepoTags": [repo_tag], "Layers": names}]
     manifest_bytes = marshal(manifest)
 
-    blobs = {config.digest: (config.digest, config.size)}
+    entries = {config.digest: config}
     for layer, name in zip(layers, names, strict=True):
-        blobs.setdefault(name, (layer.digest, layer.size))
+        entries.setdefault(name, layer)
     # Every size is known, so is every entry's place: the file is laid out first (headers,
     # the manifest, zeros for padding and the end), then blobs download side by side, each
     # written at its offset. The bytes are those `tarfile` writes for the same entries.
     offset = 0
     headers: list[tuple[int, bytes]] = []
-    places: list[tuple[str, int, int]] = []
-    for name, (digest, size) in blobs.items():
-        header = _header(name, size)
+    places: list[tuple[Descriptor, int]] = []
+    for name, blob in entries.items():
+        header = _header(name, blob.size)
         headers.append((offset, header))
-        places.append((digest, size, offset + len(header)))
-        offset += len(header) + _padded(size)
+        places.append((blob, offset + len(header)))
+        offset += len(header) + _padded(blob.size)
     manifest_header = _header("manifest.json", len(manifest_bytes))
     headers.append((offset, manifest_header + manifest_bytes))
     offset += len(manifest_header) + _padded(len(manifest_bytes))
@@ -130,8 +130,7 @@ def write_image_tarball(
         for at, data in headers:
             _write_at(fd, data, at)
         downloads = [
-            functools.partial(_download_at, fd, at, digest, size, open_blob, what)
-            for digest, size, at in places
+            functools.partial(_download_at, fd, at, blob, open_blob, what) for blob, at in places
         ]
         download_all(downloads, concurrency, "regwatch-tar-blob")
 
@@ -139,13 +138,13 @@ def write_image_tarball(
 def _download_at(
     fd: int,
     at: int,
-    digest: str,
-    size: int,
+    blob: Descriptor,
     open_blob: BlobOpener,
     what: str,
     stop: threading.Event | None,
 ) -> None:
     """Stream one blob into the file from offset `at`, verified as it comes."""
+    digest, size = blob.digest, blob.size
     with open_blob(digest, size) as source:
         for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
             if stop is not None and stop.is_set():

@@ -2,8 +2,8 @@
 
 debootstrap takes one to two minutes, so its root file system is kept as a tarball under
 `~/.cache/regwatch-tests` (or `$XDG_CACHE_HOME`) and made again once it is a week old. When the
-cache cannot serve, the suite starts debootstrap as soon as it has collected the image test
-(`start_early`), so the download and unpacking overlap the tests that run before it.
+cache cannot serve, it runs inside the image build, which the suite starts as soon as it has
+collected the image test (`build.start_early`), so it overlaps the tests that run before it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,9 +64,6 @@ class _Run:
     log: Path
 
 
-_early: _Run | None = None
-
-
 def _start(debootstrap: str, workdir: Path) -> _Run:
     root, log = workdir / "debootstrap-root", workdir / "debootstrap.log"
     with log.open("wb") as sink:
@@ -93,20 +89,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def start_early() -> None:
-    """Start debootstrap now, while other tests run, when the cache cannot serve the image test."""
-    global _early  # noqa: PLW0603 -- one early run per session
-    debootstrap = shutil.which("debootstrap")
-    if _early is None and debootstrap and os.geteuid() == 0 and not _fresh(_cached()):
-        _early = _start(debootstrap, Path(tempfile.mkdtemp(prefix="regwatch-debootstrap-")))
-
-
 def base_tarball(debootstrap: str, workdir: Path) -> Path:
     """A tarball of a minbase bookworm root with Python, from the cache or debootstrap."""
     tarball = _cached()
     if _fresh(tarball):
         return tarball
-    run = _early if _early is not None else _start(debootstrap, workdir)
+    run = _start(debootstrap, workdir)
     code = run.process.wait(timeout=900)
     assert code == 0, f"debootstrap failed: {run.log.read_text(errors='replace')[-3000:]}"
     # The downloaded packages and the index are apt's caches, not part of a base image.
@@ -118,5 +106,5 @@ def base_tarball(debootstrap: str, workdir: Path) -> Path:
     partial = tarball.with_suffix(f".{os.getpid()}.partial")
     subprocess.run(["tar", "-C", str(run.root), "-cf", str(partial), "."], check=True, timeout=300)
     partial.replace(tarball)
-    shutil.rmtree(run.root.parent if run is _early else run.root, ignore_errors=True)
+    shutil.rmtree(run.root, ignore_errors=True)
     return tarball

@@ -16,7 +16,14 @@ from tests import images
 from tests.cloud import start_moto
 from tests.e2e.steps import client_for, source_for
 from tests.registries import RegistryServer, require_tool
-from tests.resource_image.build import MOUNT, Buildah, Container, build_container, remove
+from tests.resource_image.build import (
+    MOUNT,
+    Buildah,
+    Container,
+    build_container,
+    early_build,
+    remove,
+)
 
 pytestmark = pytest.mark.image
 
@@ -34,7 +41,15 @@ def _needs_root() -> None:
 def container(
     plain_registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Container]:
-    """The image built once from a debootstrap base in the suite's registry, as a container."""
+    """The image built once from a debootstrap base, as a container: taken from the build the
+    suite started when collection ended, else built here on the suite's registry."""
+    early = early_build()
+    if early is not None:
+        try:
+            yield early.result()
+        finally:
+            early.close()
+        return
     buildah = Buildah(require_tool("buildah"), tmp_path_factory.mktemp("buildah"))
     debootstrap = require_tool("debootstrap")
     _needs_root()
