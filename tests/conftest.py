@@ -5,8 +5,10 @@ The machinery lives in ``tests.registries`` and ``tests.postgres``; this file wi
 
 from __future__ import annotations
 
+import compileall
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +42,17 @@ _SCRUBBED_VARIABLES = (
     "NO_PROXY",
     "no_proxy",
 )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile regwatch to bytecode once, as pip does when it installs a wheel.
+
+    The suite starts `regwatch` as a child process hundreds of times. Where
+    PYTHONDONTWRITEBYTECODE is set (as on the project's machines) and regwatch is installed
+    editable, no child would ever write its bytecode, so each would compile every module it
+    imports again.
+    """
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "regwatch", quiet=1)
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,8 @@ from tests.e2e.steps import Run, client_for, source_for, step
 from tests.registries import RegistryServer
 from tests.store.conftest import PERSISTENT, backend_url
 
-PARALLEL = 8
+PARALLEL = 5
+"""Steps at once: more than the two cores, so they really contend for the store."""
 
 
 def in_parallel(count: int, name: str, request: Mapping[str, Any], where: Path | None) -> list[Run]:
