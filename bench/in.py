@@ -1,5 +1,6 @@
 # ruff: noqa: N999  (`in` is the command this benchmarks: `python -m bench.in`)
-"""`in` benchmark: `regwatch in` (rootfs and oci) against `skopeo copy` + `umoci unpack`.
+"""`in` benchmark: `regwatch in` (rootfs and oci) against `skopeo copy` + `umoci unpack`, and
+`format: oci` against `skopeo copy` to a layout and to an archive (`docker-archive`, `oci-archive`).
 
 Run by hand from the repository root (needs docker-registry, skopeo, umoci and GNU time):
 
@@ -351,6 +352,21 @@ class Bench:
         copied, both = self._timed([(copy, b""), (unpack, b"")], destination)
         return copied, both
 
+    def skopeo_archive(self, destination: Path, kind: str) -> Sample:
+        """skopeo copy into an archive: `docker-archive` is what `in` writes as `image.tar`
+        (but with the layers decompressed), `oci-archive` keeps them as pulled."""
+        name = f"{REPOSITORY}:{TAG}" if kind == "docker-archive" else TAG
+        copy = [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{self._server.host}/{REPOSITORY}:{TAG}",
+            f"{kind}:{destination / 'image.tar'}:{name}",
+        ]
+        (sample,) = self._timed([(copy, b"")], destination)
+        return sample
+
     def _timed(
         self, commands: Sequence[tuple[Sequence[str], bytes]], destination: Path
     ) -> list[Sample]:
@@ -546,6 +562,10 @@ def run(server: RegistryServer, work: Path, time_bin: str, args: argparse.Namesp
     bench = Bench(server, work, image, time_bin)
     rootfs, oci = Row("regwatch in", "rootfs", []), Row("regwatch in", "oci (image.tar)", [])
     skopeo = Row("skopeo copy", "oci layout (no unpack)", [])
+    archives = {
+        kind: Row("skopeo copy", f"{kind} (image.tar)", [])
+        for kind in ("docker-archive", "oci-archive")
+    }
     baseline = Row("skopeo copy + umoci unpack", "rootfs (bundle)", [])
     for attempt in range(1, args.repeat + 1):
         ours = bench.fresh("rootfs")
@@ -568,12 +588,18 @@ def run(server: RegistryServer, work: Path, time_bin: str, args: argparse.Namesp
         log(f"run {attempt}: regwatch oci {oci.samples[-1]}")
         if args.delete_each_run:
             remove(tarball)
+        for kind, row in archives.items():
+            theirs_tarball = bench.fresh(kind)
+            row.samples.append(bench.skopeo_archive(theirs_tarball, kind))
+            log(f"run {attempt}: skopeo {kind} {row.samples[-1]}")
+            if args.delete_each_run:
+                remove(theirs_tarball)
     print(
         f"Image: {len(image.layers)} layers, {tar_mib:.0f} MiB uncompressed, "
         f"{gzip_mb:.0f} MB gzip, {files} files; median of {args.repeat} runs, peak RSS the "
         "highest of them.\n"
     )
-    print(table([rootfs, oci, skopeo, baseline], baseline))
+    print(table([rootfs, oci, skopeo, *archives.values(), baseline], baseline))
 
 
 if __name__ == "__main__":
