@@ -340,14 +340,7 @@ class Bench:
     def skopeo_umoci(self, destination: Path) -> tuple[Sample, Sample]:
         """skopeo copy, then umoci unpack; returns (skopeo alone, both)."""
         layout, bundle = destination / "oci", destination / "bundle"
-        copy = [
-            "skopeo",
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            f"docker://{self._server.host}/{REPOSITORY}:{TAG}",
-            f"oci:{layout}:{TAG}",
-        ]
+        copy = self._skopeo_copy(f"oci:{layout}:{TAG}")
         unpack = ["umoci", "unpack", "--rootless", "--image", f"{layout}:{TAG}", str(bundle)]
         copied, both = self._timed([(copy, b""), (unpack, b"")], destination)
         return copied, both
@@ -356,16 +349,13 @@ class Bench:
         """skopeo copy into an archive: `docker-archive` is what `in` writes as `image.tar`
         (but with the layers decompressed), `oci-archive` keeps them as pulled."""
         name = f"{REPOSITORY}:{TAG}" if kind == "docker-archive" else TAG
-        copy = [
-            "skopeo",
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            f"docker://{self._server.host}/{REPOSITORY}:{TAG}",
-            f"{kind}:{destination / 'image.tar'}:{name}",
-        ]
+        copy = self._skopeo_copy(f"{kind}:{destination / 'image.tar'}:{name}")
         (sample,) = self._timed([(copy, b"")], destination)
         return sample
+
+    def _skopeo_copy(self, target: str) -> list[str]:
+        source = f"docker://{self._server.host}/{REPOSITORY}:{TAG}"
+        return ["skopeo", "copy", "--quiet", "--src-tls-verify=false", source, target]
 
     def _timed(
         self, commands: Sequence[tuple[Sequence[str], bytes]], destination: Path

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ import pytest
 import requests
 
 from tests.registries import free_port
+from tests.tcp import Listener, pipe
 
 READY_TIMEOUT_SECONDS = 20.0
 
@@ -76,58 +75,28 @@ def start_moto(workdir: Path) -> MotoServer:
     pytest.fail(f"moto_server not ready: {(workdir / 'moto.log').read_text()[-2000:]}")
 
 
-class ConnectProxy:
+class ConnectProxy(Listener):
     """An HTTPS proxy that tunnels `CONNECT host:443` to the local port `routes[host]` plays."""
 
     def __init__(self, routes: Mapping[str, int]) -> None:
+        super().__init__()
         self.routes = dict(routes)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.url = f"http://127.0.0.1:{self.port}"
         self.tunnels: list[str] = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def start(self) -> ConnectProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
+    def handle(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
                 return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
-            method, target, *_ = head.split(b"\r\n", 1)[0].decode().split()
-            host, _, port = target.rpartition(":")
-            if method != "CONNECT" or port != "443" or host not in self.routes:
-                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                return
-            self.tunnels.append(host)
-            with socket.create_connection(("127.0.0.1", self.routes[host])) as upstream:
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                _pipe(client, upstream)
-
-
-def _pipe(one: socket.socket, other: socket.socket) -> None:
-    peers = {one: other, other: one}
-    while True:
-        readable, _, _ = select.select(list(peers), [], [], 30)
-        if not readable:
+            head += chunk
+        method, target, *_ = head.split(b"\r\n", 1)[0].decode().split()
+        host, _, port = target.rpartition(":")
+        if method != "CONNECT" or port != "443" or host not in self.routes:
+            client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
             return
-        for sock in readable:
-            data = sock.recv(65536)
-            if not data:
-                return
-            peers[sock].sendall(data)
+        self.tunnels.append(host)
+        with socket.create_connection(("127.0.0.1", self.routes[host])) as upstream:
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            pipe(client, upstream)

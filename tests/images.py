@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from regwatch.image import mediatypes as mt
+from regwatch.image.model import Descriptor
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient
 from tests.registries import RegistryServer, require_tool
@@ -36,6 +37,14 @@ class Blob:
     @property
     def digest(self) -> str:
         return sha256(self.data)
+
+    @property
+    def hex(self) -> str:
+        return self.digest.removeprefix("sha256:")
+
+    def described(self) -> Descriptor:
+        """The blob as regwatch's model describes it."""
+        return Descriptor(self.media_type, self.digest, len(self.data))
 
     def descriptor(self, **extra: object) -> dict[str, object]:
         return {

@@ -7,6 +7,9 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from regwatch.image.digests import BlobOpener, verified
+from regwatch.image.model import Descriptor
+
 Download = Callable[[threading.Event | None], None]
 """One download; it gives up (raising `Cancelled`) once the event it is handed is set."""
 
@@ -32,3 +35,19 @@ def download_all(downloads: Sequence[Download], concurrency: int, name: str) -> 
             for future in futures:
                 future.cancel()
             raise
+
+
+def stream_blob(
+    open_blob: BlobOpener,
+    blob: Descriptor,
+    write: Callable[[bytes], object],
+    what: str,
+    stop: threading.Event | None,
+) -> None:
+    """One download: the blob's bytes to `write`, verified as they come; gives up at the next
+    chunk once `stop` is set."""
+    with open_blob(blob.digest, blob.size) as source:
+        for chunk in verified(source, blob.digest, blob.size, f"{what}: blob {blob.digest}"):
+            if stop is not None and stop.is_set():
+                raise Cancelled(what)
+            write(chunk)

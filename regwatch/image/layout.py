@@ -33,8 +33,8 @@ from typing import TypeAlias
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
-from regwatch.image.concurrently import Cancelled, download_all
-from regwatch.image.digests import BlobOpener, check_digest, digest_of, verified
+from regwatch.image.concurrently import download_all, stream_blob
+from regwatch.image.digests import BlobOpener, check_digest, digest_of
 from regwatch.image.documents import parse_image_manifest, parse_index
 from regwatch.image.files import atomic_file, file_opener, open_regular, read_document, regular_size
 from regwatch.image.mediatypes import declared_media_type
@@ -182,12 +182,8 @@ def _download_blob(
     what: str,
     stop: threading.Event | None,
 ) -> None:
-    digest, size = blob.digest, blob.size
-    with atomic_file(_blob_target(directory, digest)) as file, open_blob(digest, size) as source:
-        for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
-            if stop is not None and stop.is_set():
-                raise Cancelled(what)
-            file.write(chunk)
+    with atomic_file(_blob_target(directory, blob.digest)) as file:
+        stream_blob(open_blob, blob, file.write, what, stop)
 
 
 def _blob_target(directory: Path, digest: str) -> Path:

@@ -41,13 +41,12 @@ from regwatch.errors import ImageError
 from regwatch.gojson import marshal
 from regwatch.image import mediatypes as mt
 from regwatch.image.compression import GZIP_MAGIC, ZSTD_MAGIC
-from regwatch.image.concurrently import Cancelled, download_all
+from regwatch.image.concurrently import download_all, stream_blob
 from regwatch.image.digests import (
     BlobOpener,
     check_descriptor,
     check_digest,
     digest_of,
-    verified,
 )
 from regwatch.image.documents import load_json
 from regwatch.image.files import MAX_LOCAL_DOCUMENT_BYTES, atomic_file, file_opener, open_regular
@@ -128,7 +127,7 @@ def write_image_tarball(
         fd = file.fileno()
         os.ftruncate(fd, end)
         for at, data in headers:
-            _write_at(fd, data, at)
+            _WriterAt(fd, at).write(data)
         downloads = [
             functools.partial(_download_at, fd, at, blob, open_blob, what) for blob, at in places
         ]
@@ -144,20 +143,22 @@ def _download_at(
     stop: threading.Event | None,
 ) -> None:
     """Stream one blob into the file from offset `at`, verified as it comes."""
-    digest, size = blob.digest, blob.size
-    with open_blob(digest, size) as source:
-        for chunk in verified(source, digest, size, f"{what}: blob {digest}"):
-            if stop is not None and stop.is_set():
-                raise Cancelled(what)
-            _write_at(fd, chunk, at)
-            at += len(chunk)
+    stream_blob(open_blob, blob, _WriterAt(fd, at).write, what, stop)
 
 
-def _write_at(fd: int, data: bytes, at: int) -> None:
-    written = 0
-    with memoryview(data) as view:
-        while written < len(data):
-            written += os.pwrite(fd, view[written:], at + written)
+class _WriterAt:
+    """Writes one after another from an offset, with `pwrite`: threads share the descriptor."""
+
+    def __init__(self, fd: int, at: int) -> None:
+        self.fd = fd
+        self.at = at
+
+    def write(self, data: bytes) -> None:
+        written = 0
+        with memoryview(data) as view:
+            while written < len(data):
+                written += os.pwrite(self.fd, view[written:], self.at + written)
+        self.at += written
 
 
 def _padded(size: int, unit: int = tarfile.BLOCKSIZE) -> int:

@@ -9,9 +9,7 @@ listens on the port the source names, and a check answered from the log still an
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +21,8 @@ import yaml
 
 from regwatch.refs import Repository
 from tests import images
-from tests.e2e.steps import Run, assert_fails, client_for, regwatch_command, step
+from tests.e2e.steps import Run, assert_fails, client_for, step
+from tests.e2e.test_watch import regwatch
 from tests.forwarder import Forwarder
 from tests.registries import RegistryServer
 
@@ -178,14 +177,7 @@ def test_the_daemons_poll_answers_a_check(forwarder: Forwarder, name: str, tmp_p
     config = tmp_path / "regwatch.yaml"
     watch = {"name": "app", "every": "1m", "source": {"repository": f"{forwarder.host}/{name}"}}
     config.write_text(yaml.safe_dump({"store": store, "watches": [watch]}))
-    done = subprocess.run(
-        [*regwatch_command(), "watch", "--config", str(config), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
+    done = regwatch("watch", "--config", str(config), "--once")
     assert done.returncode == 0, done.stderr
     forwarder.take_count()
 

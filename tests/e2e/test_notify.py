@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import yaml
 from regwatch.refs import Repository
 from tests import images
 from tests.e2e.steps import regwatch_command
+from tests.e2e.test_watch import regwatch
 from tests.registries import RegistryServer, free_port, require_tool, start_plain_registry
 
 SECRET = "hmac-secret-for-tests"
@@ -150,14 +150,7 @@ def watch(name: str, repository: Repository) -> dict[str, Any]:
 
 
 def once(config: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [*regwatch_command(), "watch", "--config", str(config), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ),
-    )
+    done = regwatch("watch", "--config", str(config), "--once")
     assert "Traceback" not in done.stderr
     return done
 

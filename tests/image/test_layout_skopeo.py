@@ -22,7 +22,6 @@ from regwatch.image import mediatypes as mt
 from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import write_oci_layout
 from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
-from regwatch.image.model import Descriptor
 from regwatch.image.tarball import write_image_tarball
 from tests import images
 from tests.images import Blob
@@ -75,8 +74,8 @@ def skopeo(*args: str) -> bytes:
 def tarball(path: Path, image: images.Image) -> Path:
     write_image_tarball(
         path,
-        config=Descriptor(image.config.media_type, image.config.digest, len(image.config.data)),
-        layers=[Descriptor(b.media_type, b.digest, len(b.data)) for b in image.layers],
+        config=image.config.described(),
+        layers=[b.described() for b in image.layers],
         repo_tag=REPO_TAG,
         open_blob=Memory([image]).open_blob,
     )

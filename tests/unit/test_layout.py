@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -21,35 +20,15 @@ from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import OCI_LAYOUT_CONTENT, write_oci_layout
 from regwatch.image.model import Descriptor
 from regwatch.image.tarball import layer_file_name, write_image_tarball
+from tests.images import Blob, sha256
 
-GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-OCI_TAR = "application/vnd.oci.image.layer.v1.tar"
-DOCKER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+GZIP = mt.OCI_LAYER_GZIP
+ZSTD = mt.OCI_LAYER_ZSTD
+OCI_TAR = mt.OCI_LAYER_TAR
+DOCKER_TAR = mt.DOCKER_LAYER_TAR
+DOCKER_GZIP = mt.DOCKER_LAYER_GZIP
+OCI_CONFIG = mt.OCI_CONFIG
 REPO_TAG = "index.docker.io/library/alpine:latest"
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Blob:
-    media_type: str
-    data: bytes
-
-    @property
-    def digest(self) -> str:
-        return sha256(self.data)
-
-    @property
-    def hex(self) -> str:
-        return self.digest.removeprefix("sha256:")
-
-    def descriptor(self, **extra: object) -> dict[str, object]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data)} | extra
 
 
 @dataclass(frozen=True)
@@ -66,7 +45,7 @@ class Image:
         return (self.config, *self.layers)
 
     def layer_descriptors(self) -> list[Descriptor]:
-        return [Descriptor(b.media_type, b.digest, len(b.data)) for b in self.layers]
+        return [b.described() for b in self.layers]
 
 
 def image(
@@ -156,7 +135,7 @@ def tree(directory: Path) -> dict[str, bytes]:
 def write_tarball(path: Path, img: Image, store: Store) -> None:
     write_image_tarball(
         path,
-        config=Descriptor(img.config.media_type, img.config.digest, len(img.config.data)),
+        config=img.config.described(),
         layers=img.layer_descriptors(),
         repo_tag=REPO_TAG,
         open_blob=store.open_blob,
