@@ -19,11 +19,9 @@ markdown table for docs/benchmarks.md; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -37,7 +35,7 @@ from typing import Any
 from bench.measure import duration, log
 from regwatch.refs import Repository
 from tests import images
-from tests.e2e.steps import client_for, regwatch_command
+from tests.e2e.steps import client_for, step
 from tests.forwarder import Forwarder
 from tests.registries import RegistryServer, start_plain_registry
 
@@ -84,21 +82,12 @@ def seed(server: RegistryServer, count: int) -> tuple[str, dict[str, str]]:
 
 
 def check(source: dict[str, Any], cursor: dict[str, str]) -> Checked:
-    request = json.dumps({"source": source, "version": cursor})
     started = time.perf_counter()
-    done = subprocess.run(
-        [*regwatch_command(), "check"],
-        input=request,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=dict(os.environ),
-    )
+    done = step("check", {"source": source, "version": cursor})
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
+    if done.code != 0:
         raise SystemExit(f"check failed: {done.stderr.strip()}")
-    return Checked(seconds, json.loads(done.stdout))
+    return Checked(seconds, done.answer)
 
 
 def many(work: Callable[[int], Checked], count: int, parallel: int) -> list[Checked]:
