@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Protocol, TypeAlias
 
 from regwatch.errors import DigestMismatch, ImageError
+from regwatch.image.model import Descriptor
 from regwatch.refs import is_digest
 
 _CHUNK = 1024 * 1024
@@ -135,7 +136,9 @@ def check_digest(digest: str, what: str) -> None:
         raise ImageError(f"{what}: invalid digest {digest!r}")
 
 
-def check_descriptor(digest: str, size: int, what: str) -> None:
-    check_digest(digest, what)
+def check_descriptor(descriptor: Descriptor, what: str) -> None:
+    """A descriptor built by hand (not parsed by `documents`) is checked before it names a file."""
+    check_digest(descriptor.digest, what)
+    size = descriptor.size
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ImageError(f"{what}: invalid size {size!r} for {digest}")
+        raise ImageError(f"{what}: invalid size {size!r} for {descriptor.digest}")

@@ -4,6 +4,7 @@ and new files that appear whole or not at all."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import secrets
@@ -69,10 +70,7 @@ def regular_size(path: Path, what: str) -> int:
 
 
 def file_opener(path: Path) -> Opener:
-    def open_file() -> BinaryIO:
-        return open_regular(path)
-
-    return open_file
+    return functools.partial(open_regular, path)
 
 
 def open_regular(path: Path) -> io.BufferedReader:
@@ -95,6 +93,16 @@ def open_regular(path: Path) -> io.BufferedReader:
     except BaseException:
         os.close(fd)
         raise
+
+
+def write_all(fd: int, data: bytes, at: int | None = None) -> None:
+    """All of `data` to `fd` with raw writes (a write may take only part of it): at the file's
+    position, or with `pwrite` at offset `at`, which threads sharing the descriptor can use."""
+    written = 0
+    with memoryview(data) as view:
+        while written < len(data):
+            rest = view[written:]
+            written += os.write(fd, rest) if at is None else os.pwrite(fd, rest, at + written)
 
 
 def file_kind(mode: int) -> str:

@@ -38,6 +38,7 @@ from typing import NamedTuple, Self
 
 from regwatch.errors import HostileEntry, ImageError
 from regwatch.image.compression import DecompressedStream, Readable, decompressed
+from regwatch.image.files import write_all
 from regwatch.image.removal import remove_contents, remove_tree
 
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -305,7 +306,7 @@ class _Layer:
                 source = tar.extractfile(member)
                 assert source is not None  # a regular file always has a body
                 while chunk := source.read(_COPY_CHUNK):
-                    _write_all(fd, chunk)
+                    write_all(fd, chunk)
             else:
                 self._copy_body(fd, member)
             if self._as_root:
@@ -323,7 +324,7 @@ class _Layer:
             chunk = self._stream.read(min(left, _COPY_CHUNK))
             if not chunk:
                 raise tarfile.ReadError("unexpected end of data")
-            _write_all(fd, chunk)
+            write_all(fd, chunk)
             left -= len(chunk)
 
     def _set_directory(self, path: str, node: _Dir, member: tarfile.TarInfo) -> None:
@@ -572,15 +573,6 @@ class _Layer:
     def _say(self, line: str) -> None:
         if self._debug is not None:
             self._debug(line)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """`os.write` until all of `data` is written (a write may take only part of it)."""
-    written = os.write(fd, data)
-    if written < len(data):
-        view = memoryview(data)
-        while written < len(data):
-            written += os.write(fd, view[written:])
 
 
 def _times(member: tarfile.TarInfo) -> tuple[int, int]:

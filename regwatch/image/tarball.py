@@ -49,7 +49,13 @@ from regwatch.image.digests import (
     digest_of,
 )
 from regwatch.image.documents import load_json
-from regwatch.image.files import MAX_LOCAL_DOCUMENT_BYTES, atomic_file, file_opener, open_regular
+from regwatch.image.files import (
+    MAX_LOCAL_DOCUMENT_BYTES,
+    atomic_file,
+    file_opener,
+    open_regular,
+    write_all,
+)
 from regwatch.image.model import Descriptor
 from regwatch.image.pushes import BlobSource, LoadedImage, ManifestToPush
 
@@ -97,9 +103,9 @@ def write_image_tarball(
     behind.
     """
     what = f"write {path.name}"
-    check_descriptor(config.digest, config.size, f"{what}: config")
+    check_descriptor(config, f"{what}: config")
     for layer in layers:
-        check_descriptor(layer.digest, layer.size, f"{what}: layer")
+        check_descriptor(layer, f"{what}: layer")
     names = [layer_file_name(layer.digest, layer.media_type) for layer in layers]
     manifest = [{"Config": config.digest, "RepoTags": [repo_tag], "Layers": names}]
     manifest_bytes = marshal(manifest)
@@ -154,11 +160,8 @@ class _WriterAt:
         self.at = at
 
     def write(self, data: bytes) -> None:
-        written = 0
-        with memoryview(data) as view:
-            while written < len(data):
-                written += os.pwrite(self.fd, view[written:], self.at + written)
-        self.at += written
+        write_all(self.fd, data, self.at)
+        self.at += len(data)
 
 
 def _padded(size: int, unit: int = tarfile.BLOCKSIZE) -> int:
