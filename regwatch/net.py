@@ -513,15 +513,24 @@ def loggable_url(url: str, params: Mapping[str, str | Sequence[str]] | None = No
 
 @contextlib.contextmanager
 def _deadline(watch: Watch, what: str, seconds: float, *, blob: bool = False) -> Iterator[None]:
-    """Whatever broke or ended early once the watchdog hung up is reported as the deadline."""
+    """Whatever broke or ended early once the watchdog hung up is reported as the deadline.
+
+    So is the socket's own read timeout: it equals the window, so it can fire a moment before
+    the watchdog does, and a silent window is the same deadline whichever clock noticed first.
+    """
     try:
         yield
     except NetworkError as exc:
-        if watch.fired:
+        if watch.fired or _read_timed_out(exc):
             raise ConnectionDropped(_deadline_message(what, seconds, blob=blob)) from exc
         raise
     if watch.fired:
         raise ConnectionDropped(_deadline_message(what, seconds, blob=blob))
+
+
+def _read_timed_out(exc: BaseException) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, requests.exceptions.ReadTimeout | urllib3.exceptions.ReadTimeoutError)
 
 
 def _deadline_message(what: str, seconds: float, *, blob: bool) -> str:

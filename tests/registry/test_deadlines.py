@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from regwatch.connections import WATCHDOG
 from regwatch.errors import ConnectionDropped
 from regwatch.net import Transport
 from regwatch.refs import Repository
@@ -53,6 +54,38 @@ def test_a_blob_slower_than_1kib_per_window_fails(
     assert "less than 1024 bytes arrived in 1s" in str(caught.value)
     assert digest in str(caught.value)
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("phase", ["answer", "blob body"])
+def test_a_silence_the_socket_notices_first_is_the_same_deadline(
+    fault_registry: FaultRegistry,
+    transport: Transport,
+    monkeypatch: pytest.MonkeyPatch,
+    phase: str,
+) -> None:
+    """The socket's read timeout equals the window, so it races the watchdog; with the
+    watchdog out of the way it always wins, and must say what the watchdog would."""
+    monkeypatch.setattr(WATCHDOG, "arm", lambda watch, expiry: None)
+    data = bytes(range(256)) * 16
+    if phase == "answer":
+        slow = tags_reply(REPO, ["v1"])
+        fault_registry.route(
+            "GET",
+            tags_path(REPO),
+            Reply(200, slow.body, slow.headers, trickle=2.0, trickle_head=True),
+        )
+        url = f"http://{fault_registry.host}{tags_path(REPO)}"
+        expected = "no complete answer within 1s"
+    else:
+        digest = serve_blob(fault_registry, data, 2.0, 1024)
+        url = f"http://{fault_registry.host}{blob_path(REPO, digest)}"
+        expected = "less than 1024 bytes arrived in 1s"
+
+    with (
+        pytest.raises(ConnectionDropped, match=expected),
+        transport.request("GET", url, what="read", retry=False) as answer,
+    ):
+        answer.read(len(data))
 
 
 def test_a_slow_blob_that_keeps_moving_has_no_total_deadline(
