@@ -11,7 +11,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from regwatch.errors import AuthFailed, TrustError
 from regwatch.net import Answer, Transport
@@ -33,7 +33,8 @@ SNAPSHOT_HINT: Final = (
 
 
 class NotaryClient:
-    """Talks to `server` (an `https://host[:port]` URL) about the collection `gun`."""
+    """Talks to `server` (an `https://host[:port]` URL, as `names.server_of` gives it) about
+    the collection `gun`."""
 
     def __init__(
         self,
@@ -44,15 +45,13 @@ class NotaryClient:
         actions: str,
     ) -> None:
         self._transport = transport
-        self._server = server.rstrip("/")
+        self._server = server
+        self._host = urlsplit(server).netloc
+        self._base = f"{server}/v2/{quote(gun, safe='/:')}/_trust/tuf/"
         self.gun = gun
         self._credentials = credentials
         self._scopes = (f"repository:{gun}:{actions}",)
         self._auth: Authenticator | None = None
-
-    @property
-    def _base(self) -> str:
-        return f"{self._server}/v2/{quote(self.gun, safe='/:')}/_trust/tuf/"
 
     def get(self, name: str) -> bytes | None:
         """`<name>` of the collection (`root.json`, `targets/releases.json`, `snapshot.key`);
@@ -86,10 +85,6 @@ class NotaryClient:
             raise TrustError(f"{refused}; {SNAPSHOT_HINT.format(gun=self.gun)}")
         if answer.status != 200:
             raise self._refused(answer, what)
-
-    @property
-    def _host(self) -> str:
-        return self._server.partition("://")[2]
 
     def _send(
         self, method: str, url: str, what: str, body: bytes | None = None, content_type: str = ""

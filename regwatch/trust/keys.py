@@ -12,7 +12,6 @@ A key's ID is the SHA-256 of its public form in canonical JSON. ECDSA signatures
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 from collections.abc import Callable
@@ -55,6 +54,8 @@ _CURVES: Final[dict[str, type[ec.EllipticCurve]]] = {
     "1.3.132.0.34": ec.SECP384R1,
     "1.3.132.0.35": ec.SECP521R1,
 }
+
+_ECDSA_ONLY: Final = "repository_key: only ECDSA keys are supported (as docker trust makes)"
 
 ROOT_CERTIFICATE_YEARS: Final = 10
 """How long the certificate of a root key we create lasts: notary's own default."""
@@ -106,7 +107,7 @@ def verify(key: PublicKey, method: str, signature: bytes, message: bytes) -> boo
             loaded.verify(signature, message, pss, hashes.SHA256())
         else:
             return False
-    except (InvalidSignature, ValueError, UnsupportedAlgorithm, binascii.Error):
+    except (InvalidSignature, ValueError, UnsupportedAlgorithm):
         return False
     return True
 
@@ -117,7 +118,7 @@ def certificate_names(key: PublicKey) -> list[str]:
         return []
     try:
         certificate = x509.load_pem_x509_certificate(base64.b64decode(key.public))
-    except (ValueError, binascii.Error):
+    except ValueError:
         return []
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return [str(name.value) for name in names]
@@ -236,7 +237,7 @@ def _pem_body(pem: str) -> _PemBody:
     text = "".join(line for line in lines[start + 1 : end] if line and ":" not in line)
     try:
         return _PemBody(label, base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
+    except ValueError:
         raise TrustError("repository_key: the PEM body is not base64") from None
 
 
@@ -249,7 +250,7 @@ def _plain(data: bytes) -> ec.EllipticCurvePrivateKey:
         except ValueError:
             raise TrustError("repository_key: not a private key") from None
     if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-        raise TrustError("repository_key: only ECDSA keys are supported (as docker trust makes)")
+        raise TrustError(_ECDSA_ONLY)
     return loaded
 
 
@@ -295,9 +296,7 @@ def _from_pkcs8(data: bytes) -> ec.EllipticCurvePrivateKey:
         _version, algorithm, wrapped, *_ = der.parse(data).expect(der.SEQUENCE).children()
         kind, curve = algorithm.expect(der.SEQUENCE).children()
         if kind.oid() != _EC_PUBLIC_KEY:
-            raise TrustError(
-                "repository_key: only ECDSA keys are supported (as docker trust makes)"
-            )
+            raise TrustError(_ECDSA_ONLY)
         curve_type = _CURVES[curve.oid()]
         inner = der.parse(wrapped.octets()).expect(der.SEQUENCE).children()
         scalar = int.from_bytes(inner[1].octets(), "big")

@@ -82,13 +82,11 @@ def fetch_collection(client: NotaryClient, now: dt.datetime) -> Collection | Non
     if timestamp_raw is None or root_raw is None:
         missing = "timestamp.json" if timestamp_raw is None else "root.json"
         raise TrustError(f"notary collection {client.gun} is incomplete: no {missing}")
-    unverified, _ = tuf.parse("root", root_raw)
-    keys = tuf.root_keys(unverified)
-    root = tuf.verified("root", root_raw, keys, tuf.top_role(unverified, "root"), now)
+    root, keys = tuf.verified_root(root_raw, now)
     _check_root_certificates(root, keys, client.gun)
     timestamp = tuf.verified("timestamp", timestamp_raw, keys, tuf.top_role(root, "timestamp"), now)
     snapshot = _named(client, "snapshot", timestamp, keys, tuf.top_role(root, "snapshot"), now)
-    tuf.check_named(root, snapshot)
+    tuf.check_named("root", root.raw, snapshot)
     targets = _named(client, "targets", snapshot, keys, tuf.top_role(root, "targets"), now)
     return Collection(root, snapshot, targets)
 
@@ -104,7 +102,7 @@ def _named(
     raw = client.get(f"{role}.json")
     if raw is None:
         raise TrustError(f"notary collection {client.gun} has no {role}.json")
-    tuf.check_named(Metadata(role, raw, {}), named_by)
+    tuf.check_named(role, raw, named_by)
     return tuf.verified(role, raw, keys, allowed, now)
 
 

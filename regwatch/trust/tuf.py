@@ -9,7 +9,6 @@ document above it names (timestamp → snapshot → root, targets and delegation
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -60,7 +59,7 @@ class Metadata:
         return version
 
 
-def parse(role: str, raw: bytes) -> tuple[Metadata, list[dict[str, Any]]]:
+def _parse(role: str, raw: bytes) -> tuple[Metadata, list[dict[str, Any]]]:
     """The document and its signatures; a document of another type is refused."""
     try:
         document = json.loads(raw)
@@ -84,28 +83,48 @@ def verified(
     now: dt.datetime,
 ) -> Metadata:
     """`raw` as a role document signed by at least `allowed.threshold` of `allowed`'s keys."""
-    metadata, signatures = parse(role, raw)
+    metadata, signatures = _parse(role, raw)
+    _accept(metadata, signatures, keys, allowed, now)
+    return metadata
+
+
+def verified_root(raw: bytes, now: dt.datetime) -> tuple[Metadata, dict[str, PublicKey]]:
+    """root.json signed by the root keys it lists itself, and every key it lists by ID."""
+    root, signatures = _parse("root", raw)
+    keys = root_keys(root)
+    _accept(root, signatures, keys, top_role(root, "root"), now)
+    return root, keys
+
+
+def _accept(
+    metadata: Metadata,
+    signatures: Sequence[Mapping[str, Any]],
+    keys: Mapping[str, PublicKey],
+    allowed: RoleKeys,
+    now: dt.datetime,
+) -> None:
+    """The threshold of good signatures, then expiry and version; else a `TrustError`."""
     message = canonical(metadata.signed)
     good: set[str] = set()
     for signature in signatures:
         keyid, method, sig = signature.get("keyid"), signature.get("method"), signature.get("sig")
-        if keyid in good or keyid not in allowed.keyids or keyid not in keys:
+        if not isinstance(keyid, str) or not isinstance(method, str) or not isinstance(sig, str):
             continue
-        if not isinstance(method, str) or not isinstance(sig, str):
+        if keyid in good or keyid not in allowed.keyids or keyid not in keys:
             continue
         try:
             decoded = base64.b64decode(sig, validate=True)
-        except (binascii.Error, ValueError):
+        except ValueError:
             continue
         if verify(keys[keyid], method, decoded, message):
             good.add(keyid)
     if allowed.threshold < 1 or len(good) < allowed.threshold:
         raise TrustError(
-            f"{role}.json: {len(good)} valid signature(s), {max(allowed.threshold, 1)} needed"
+            f"{metadata.role}.json: {len(good)} valid signature(s), "
+            f"{max(allowed.threshold, 1)} needed"
         )
     _check_expiry(metadata, now)
     metadata.version  # noqa: B018 - checks it
-    return metadata
 
 
 def _check_expiry(metadata: Metadata, now: dt.datetime) -> None:
@@ -134,29 +153,26 @@ def format_time(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_named(metadata: Metadata, named_by: Metadata) -> None:
-    """`metadata`'s bytes have the length and every hash `named_by`'s `meta` gives for them."""
+def check_named(role: str, raw: bytes, named_by: Metadata) -> None:
+    """`raw`, the bytes of `role`, have the length and every hash `named_by`'s `meta` gives for
+    them."""
     meta = named_by.signed.get("meta")
-    entry = meta.get(metadata.role) if isinstance(meta, dict) else None
+    entry = meta.get(role) if isinstance(meta, dict) else None
     if not isinstance(entry, dict):
-        raise TrustError(f"{named_by.role}.json does not name {metadata.role}.json")
-    if entry.get("length") != len(metadata.raw):
-        raise TrustError(
-            f"{metadata.role}.json: length differs from what {named_by.role}.json names"
-        )
+        raise TrustError(f"{named_by.role}.json does not name {role}.json")
+    if entry.get("length") != len(raw):
+        raise TrustError(f"{role}.json: length differs from what {named_by.role}.json names")
     hashes = entry.get("hashes")
     checked = 0
     for name, expected in hashes.items() if isinstance(hashes, dict) else ():
         if name not in ("sha256", "sha512"):
             continue
-        actual = base64.b64encode(hashlib.new(name, metadata.raw).digest()).decode("ascii")
+        actual = base64.b64encode(hashlib.new(name, raw).digest()).decode("ascii")
         if actual != expected:
-            raise TrustError(
-                f"{metadata.role}.json: {name} differs from what {named_by.role}.json names"
-            )
+            raise TrustError(f"{role}.json: {name} differs from what {named_by.role}.json names")
         checked += 1
     if not checked:
-        raise TrustError(f"{named_by.role}.json names no sha256 for {metadata.role}.json")
+        raise TrustError(f"{named_by.role}.json names no sha256 for {role}.json")
 
 
 def root_keys(root: Metadata) -> dict[str, PublicKey]:

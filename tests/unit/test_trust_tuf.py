@@ -48,7 +48,7 @@ def test_a_document_signed_by_its_role_verifies() -> None:
     assert raw.startswith(b'{"signed":{"_type":"Targets",')
 
 
-@pytest.mark.parametrize("case", ["threshold", "stranger", "tampered", "duplicate"])
+@pytest.mark.parametrize("case", ["threshold", "stranger", "tampered", "duplicate", "malformed"])
 def test_signatures_short_of_the_threshold_are_refused(case: str) -> None:
     key, other = new_key(), new_key()
     keys = {k.key_id: k.public for k in (key, other)}
@@ -59,6 +59,8 @@ def test_signatures_short_of_the_threshold_are_refused(case: str) -> None:
     document = json.loads(tuf.signed_document(targets_document(), signers))
     if case == "tampered":
         document["signed"]["version"] = 2
+    if case == "malformed":
+        document["signatures"][0]["keyid"] = [key.key_id]
     raw = json.dumps(document).encode()
 
     with pytest.raises(TrustError, match=r"targets\.json: \d valid signature\(s\), \d needed"):
@@ -124,19 +126,18 @@ def named(raw: bytes, **entry: Any) -> Metadata:
 )
 def test_a_document_must_match_what_names_it(entry: dict[str, Any], message: str | None) -> None:
     raw = b'{"signed":{}}'
-    metadata = Metadata("targets", raw, {})
 
     if message is None:
-        tuf.check_named(metadata, named(raw, **entry))
+        tuf.check_named("targets", raw, named(raw, **entry))
         return
     with pytest.raises(TrustError) as caught:
-        tuf.check_named(metadata, named(raw, **entry))
+        tuf.check_named("targets", raw, named(raw, **entry))
     assert str(caught.value) == message
 
 
 def test_a_document_its_parent_does_not_name_is_refused() -> None:
     with pytest.raises(TrustError, match=r"snapshot\.json does not name targets/releases\.json"):
-        tuf.check_named(Metadata("targets/releases", b"", {}), named(b""))
+        tuf.check_named("targets/releases", b"", named(b""))
 
 
 @pytest.mark.parametrize(
