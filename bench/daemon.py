@@ -55,7 +55,8 @@ from regwatch.net import Transport
 from regwatch.refs import Repository
 from regwatch.registry.client import RegistryClient
 from tests import images
-from tests.registries import RegistryServer, free_port, start_plain_registry
+from tests.processes import free_port
+from tests.registries import RegistryServer, start_plain_registry
 
 WORKERS = 4
 JITTER = "10%"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.registries import free_port
+from tests.processes import start_on_free_port, stop_process
 from tests.tcp import Listener, pipe
 
 READY_TIMEOUT_SECONDS = 20.0
@@ -45,34 +45,24 @@ class MotoServer:
     process: subprocess.Popen[bytes] = field(repr=False)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_moto(workdir: Path) -> MotoServer:
-    port = free_port()
-    with (workdir / "moto.log").open("ab") as log:
-        process = subprocess.Popen(
-            [moto_server_bin(), "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = MotoServer(f"http://127.0.0.1:{port}", process)
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(requests.RequestException):
-            requests.get(f"{server.url}/moto-api/", timeout=1)
-            return server
-        time.sleep(0.05)
-    server.stop()
-    pytest.fail(f"moto_server not ready: {(workdir / 'moto.log').read_text()[-2000:]}")
+    def command(port: int) -> list[str]:
+        return [moto_server_bin(), "-H", "127.0.0.1", "-p", str(port)]
+
+    def ready(process: subprocess.Popen[bytes], port: int) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(requests.RequestException):
+                requests.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+                return True
+            time.sleep(0.05)
+        return False
+
+    process, port = start_on_free_port("moto_server", workdir, workdir / "moto.log", command, ready)
+    return MotoServer(f"http://127.0.0.1:{port}", process)
 
 
 class ConnectProxy(Listener):

@@ -20,21 +20,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.registries import (
-    _LIVE_PROCESSES,
-    TlsFiles,
-    _stop_process,
-    _tail,
-    free_port,
-    write_tls_files,
-)
+from tests.processes import log_tail, start_on_free_port, stop_process
+from tests.registries import TlsFiles, write_tls_files
 from tests.tokenservice import TokenService
 
 READY_TIMEOUT_SECONDS = 10.0
@@ -60,10 +53,10 @@ class NotaryServer:
     client_certificate: tuple[str, str] | None = field(default=None, repr=False)
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
-        _stop_process(self.process)
+        stop_process(self.process)
         if self.token_service is not None:
             self.token_service.stop()
 
@@ -164,8 +157,8 @@ def start_notary_server(
     tls = tls or write_tls_files(workdir)
     config_path = workdir / "server.json"
     log_path = workdir / "notary-server.log"
-    for _attempt in range(3):
-        port = free_port()
+
+    def command(port: int) -> list[str]:
         config: dict[str, Any] = {
             "server": {
                 "http_addr": f"127.0.0.1:{port}",
@@ -181,29 +174,20 @@ def start_notary_server(
         if client_ca is not None:
             config["server"]["client_ca_file"] = str(client_ca)
         config_path.write_text(json.dumps(config))
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [server_bin, "-config", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-        _LIVE_PROCESSES.add(process)
-        url = f"https://127.0.0.1:{port}"
-        if _ready(process, url, str(tls.ca_path), probe_cert):
-            return NotaryServer(
-                url=url,
-                ca_pem=tls.ca_pem,
-                ca_path=tls.ca_path,
-                workdir=workdir,
-                log_path=log_path,
-                process=process,
-            )
-        _stop_process(process)
-        if "address already in use" not in _tail(log_path, 5):
-            break
-    pytest.fail(f"notary-server did not start; log tail:\n{_tail(log_path, 40)}")
+        return [server_bin, "-config", str(config_path)]
+
+    def ready(process: subprocess.Popen[bytes], port: int) -> bool:
+        return _ready(process, f"https://127.0.0.1:{port}", str(tls.ca_path), probe_cert)
+
+    process, port = start_on_free_port("notary-server", workdir, log_path, command, ready)
+    return NotaryServer(
+        url=f"https://127.0.0.1:{port}",
+        ca_pem=tls.ca_pem,
+        ca_path=tls.ca_path,
+        workdir=workdir,
+        log_path=log_path,
+        process=process,
+    )
 
 
 def _ready(

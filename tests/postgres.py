@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from tests.registries import free_port
+from tests.processes import free_port, log_tail
 
 POSTGRES_ENV = "REGWATCH_TEST_POSTGRES_URL"
 CLUSTER_USER = "postgres"
@@ -98,11 +98,7 @@ class PostgresCluster:
         return self.url
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = (self.directory / "log").read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log written)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.directory / "log", lines)
 
     def stop(self) -> None:
         """Stop the server and remove its files; safe to call twice.

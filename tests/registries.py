@@ -8,16 +8,14 @@ Every server gets a fresh port and a fresh storage directory, and is stopped by 
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import ipaddress
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.processes import log_tail, start_on_free_port, stop_process
 from tests.tokenservice import TokenService
 
 RegistryKind = Literal["plain", "tls", "token"]
@@ -41,7 +40,6 @@ TOKEN_SERVICE_NAME = "regwatch-test-registry"
 TOKEN_ISSUER = "regwatch-test-issuer"
 
 READY_TIMEOUT_SECONDS = 10.0
-STOP_GRACE_SECONDS = 5.0
 
 # Where a missing tool comes from, so a skip or failure says what to install.
 _DEBIAN_PACKAGES = {
@@ -50,9 +48,6 @@ _DEBIAN_PACKAGES = {
     "notary": "notary",
     "notary-server": "notary",
 }
-
-# Safety net: processes still running when the interpreter exits (a crashed session).
-_LIVE_PROCESSES: set[subprocess.Popen[bytes]] = set()
 
 
 def require_tool(name: str) -> str:
@@ -65,13 +60,6 @@ def require_tool(name: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI must run the registry tests, not skip them")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """A port that was free a moment ago; the small race is handled by retrying the start."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- TLS material -------------------------------------------------------------------------------
@@ -226,39 +214,13 @@ class RegistryServer:
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the registry's log, for failure messages."""
-        return _tail(self.log_path, lines)
+        return log_tail(self.log_path, lines)
 
     def stop(self) -> None:
         """Stop the registry (terminate, then kill) and its token service; safe to call twice."""
-        _stop_process(self.process)
+        stop_process(self.process)
         if self.token_service is not None:
             self.token_service.stop()
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log written)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    _LIVE_PROCESSES.discard(process)
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Never leave a registry behind, even when the session dies before fixture teardown."""
-    for process in list(_LIVE_PROCESSES):
-        _stop_process(process)
 
 
 def _registry_config(root: Path, port: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -276,32 +238,37 @@ def _registry_config(root: Path, port: int, extra: dict[str, Any]) -> dict[str, 
     return config
 
 
-def _wait_until_ready(
-    process: subprocess.Popen[bytes], url: str, verify: str | bool, log_path: Path
-) -> None:
-    """Poll ``GET /v2/`` until the registry answers (200 or 401 alike); return early if it dies.
+def _answers_as_registry(
+    scheme: str, verify: str | bool, log_path: Path
+) -> Callable[[subprocess.Popen[bytes], int], bool]:
+    """Poll ``GET /v2/`` until the registry answers (200 or 401 alike); give up if it dies.
 
     An answer only counts when it carries ``Docker-Distribution-API-Version``: if another process
     owns the port, our registry is about to exit, and the stranger must not pass for it.
     """
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    last_error = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return
-        try:
-            with requests.get(f"{url}/v2/", verify=verify, timeout=1) as response:
-                if "Docker-Distribution-API-Version" in response.headers:
-                    return
-                last_error = f"HTTP {response.status_code} without the registry's API header"
-        except requests.RequestException as exc:
-            last_error = repr(exc)
-        time.sleep(0.02)
-    _stop_process(process)
-    pytest.fail(
-        f"docker-registry at {url} not ready after {READY_TIMEOUT_SECONDS:.0f} s "
-        f"(last probe: {last_error}); log tail:\n{_tail(log_path, 40)}"
-    )
+
+    def ready(process: subprocess.Popen[bytes], port: int) -> bool:
+        url = f"{scheme}://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                with requests.get(f"{url}/v2/", verify=verify, timeout=1) as response:
+                    if "Docker-Distribution-API-Version" in response.headers:
+                        return True
+                    last_error = f"HTTP {response.status_code} without the registry's API header"
+            except requests.RequestException as exc:
+                last_error = repr(exc)
+            time.sleep(0.02)
+        stop_process(process)
+        pytest.fail(
+            f"docker-registry at {url} not ready after {READY_TIMEOUT_SECONDS:.0f} s "
+            f"(last probe: {last_error}); log tail:\n{log_tail(log_path)}"
+        )
+
+    return ready
 
 
 def _launch(
@@ -314,44 +281,31 @@ def _launch(
     verify: str | bool,
     **fields: Any,
 ) -> RegistryServer:
-    """Write the config, start the process, wait for it; retry if something else took the port."""
+    """Write the config for the port, start the process and wait for it."""
     root = workdir / "storage"
     root.mkdir(exist_ok=True)
     config_path = workdir / "config.yml"
     log_path = workdir / "registry.log"
-    for _attempt in range(3):
-        port = free_port()
+
+    def command(port: int) -> list[str]:
         config_path.write_text(yaml.safe_dump(_registry_config(root, port, extra_config)))
-        with log_path.open("ab") as log:
-            # The child keeps its own copy of the descriptor; ours is closed right away.
-            process = subprocess.Popen(
-                [registry_bin, "serve", str(config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-        _LIVE_PROCESSES.add(process)
-        host = f"127.0.0.1:{port}"
-        url = f"{scheme}://{host}"
-        _wait_until_ready(process, url, verify, log_path)
-        if process.poll() is None:
-            return RegistryServer(
-                kind=kind,
-                host=host,
-                scheme=scheme,
-                url=url,
-                root=root,
-                workdir=workdir,
-                config_path=config_path,
-                log_path=log_path,
-                process=process,
-                **fields,
-            )
-        _stop_process(process)
-        if "address already in use" not in _tail(log_path, 5):
-            break
-    pytest.fail(f"docker-registry exited during startup; log tail:\n{_tail(log_path, 40)}")
+        return [registry_bin, "serve", str(config_path)]
+
+    ready = _answers_as_registry(scheme, verify, log_path)
+    process, port = start_on_free_port("docker-registry", workdir, log_path, command, ready)
+    host = f"127.0.0.1:{port}"
+    return RegistryServer(
+        kind=kind,
+        host=host,
+        scheme=scheme,
+        url=f"{scheme}://{host}",
+        root=root,
+        workdir=workdir,
+        config_path=config_path,
+        log_path=log_path,
+        process=process,
+        **fields,
+    )
 
 
 def start_plain_registry(registry_bin: str, workdir: Path) -> RegistryServer:

@@ -24,7 +24,8 @@ from tests import images
 from tests.cloud import ConnectProxy, MotoServer, start_moto
 from tests.e2e.steps import assert_fails, client_for, step
 from tests.e2e.test_watch import regwatch, rows, write_config
-from tests.registries import RegistryServer, free_port, require_tool, start_ecr_registry
+from tests.processes import free_port
+from tests.registries import RegistryServer, require_tool, start_ecr_registry
 
 REGION = "eu-west-1"
 HOME_ACCOUNT = "123456789012"

@@ -31,7 +31,8 @@ from regwatch.refs import Repository
 from tests import images
 from tests.e2e.steps import regwatch_command
 from tests.e2e.test_watch import regwatch
-from tests.registries import RegistryServer, free_port, require_tool, start_plain_registry
+from tests.processes import free_port
+from tests.registries import RegistryServer, require_tool, start_plain_registry
 
 SECRET = "hmac-secret-for-tests"
 

@@ -17,7 +17,8 @@ from regwatch.refs import Reference, Repository
 from tests import images
 from tests.e2e.steps import Run, assert_fails, client_for, step
 from tests.notary import KEY_PASSPHRASE, NotaryClient, NotaryServer
-from tests.registries import RegistryServer, free_port, require_tool, write_tls_files
+from tests.processes import free_port
+from tests.registries import RegistryServer, require_tool, write_tls_files
 
 
 @pytest.fixture
@@ -66,23 +67,30 @@ def trust(notary_server: NotaryServer, key: str, **extra: Any) -> dict[str, Any]
 
 
 def put(
-    registry: RegistryServer,
     repository: str,
     directory: Path,
-    image: str,
+    item: images.Image | images.Index,
     content_trust: dict[str, Any],
     ca_pem: str,
     *,
+    layout: str = "one",
     debug: bool = False,
     **params: Any,
 ) -> Run:
+    """`out` from `directory`, pushing `item` from the layout `directory/layout`."""
     source = {
         "repository": repository,
         "ca_certs": [ca_pem],
         "content_trust": content_trust,
         "debug": debug,
     }
+    image = layout_of(directory / layout, item)
     return step("out", {"source": source, "params": {"image": image, **params}}, directory)
+
+
+def signed(item: images.Image | images.Index, role: str = "targets") -> tuple[str, int, str]:
+    """How `notary list` shows `item` signed under a tag by `role`."""
+    return (hex_of(item.manifest), len(item.manifest.data), role)
 
 
 def test_a_pushed_image_is_signed_under_each_tag(
@@ -93,10 +101,9 @@ def test_a_pushed_image_is_signed_under_each_tag(
     key = notary.generate_key()
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", item),
+        item,
         trust(notary.server, key),
         notary.server.ca_pem,
         version="1.2.3",
@@ -105,8 +112,7 @@ def test_a_pushed_image_is_signed_under_each_tag(
     assert run.code == 0, run.stderr
     assert run.answer["version"]["digest"] == item.digest
     assert "signing image with tag: 1.2.3" in run.stderr
-    signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
-    assert notary.targets(repository) == {"1.2.3": signed}
+    assert notary.targets(repository) == {"1.2.3": signed(item)}
 
 
 def test_an_index_is_signed_as_the_index(
@@ -116,10 +122,9 @@ def test_an_index_is_signed_as_the_index(
     repository = fresh(plain_registry)
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "multi", multi),
+        multi,
         trust(notary.server, notary.generate_key()),
         notary.server.ca_pem,
         version="2.0.0",
@@ -127,8 +132,8 @@ def test_an_index_is_signed_as_the_index(
     )
 
     assert run.code == 0, run.stderr
-    signed = (hex_of(multi.manifest), len(multi.manifest.data), "targets")
-    assert notary.targets(repository) == dict.fromkeys(("2.0.0", "2.0", "2", "latest"), signed)
+    tags = ("2.0.0", "2.0", "2", "latest")
+    assert notary.targets(repository) == dict.fromkeys(tags, signed(multi))
 
 
 def test_a_second_put_re_signs_the_collection(
@@ -141,13 +146,10 @@ def test_a_second_put_re_signs_the_collection(
     ca = notary.server.ca_pem
     (tmp_path / "first-tags").write_text("old")
     (tmp_path / "second-tags").write_text("edge")
-    one = layout_of(tmp_path / "one", first)
-    two = layout_of(tmp_path / "two", second)
     first_put = put(
-        plain_registry,
         repository,
         tmp_path,
-        one,
+        first,
         content_trust,
         ca,
         version="1.0.0",
@@ -156,20 +158,19 @@ def test_a_second_put_re_signs_the_collection(
     assert first_put.code == 0, first_put.stderr
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        two,
+        second,
         content_trust,
         ca,
+        layout="two",
         version="1.0.0",
         additional_tags="second-tags",
     )
 
     assert run.code == 0, run.stderr
-    kept = (hex_of(first.manifest), len(first.manifest.data), "targets")
-    moved = (hex_of(second.manifest), len(second.manifest.data), "targets")
-    assert notary.targets(repository) == {"old": kept, "1.0.0": moved, "edge": moved}
+    moved = signed(second)
+    assert notary.targets(repository) == {"old": signed(first), "1.0.0": moved, "edge": moved}
 
 
 def test_a_collection_made_by_notary_is_signed_with_its_targets_key(
@@ -183,10 +184,9 @@ def test_a_collection_made_by_notary_is_signed_with_its_targets_key(
     notary.run("publish", repository)
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", item),
+        item,
         trust(notary.server, key),
         notary.server.ca_pem,
         version="3.1.4",
@@ -195,7 +195,7 @@ def test_a_collection_made_by_notary_is_signed_with_its_targets_key(
     assert run.code == 0, run.stderr
     assert notary.targets(repository) == {
         "theirs": ("ab" * 32, 3, "targets"),
-        "3.1.4": (hex_of(item.manifest), len(item.manifest.data), "targets"),
+        "3.1.4": signed(item),
     }
 
 
@@ -211,18 +211,16 @@ def test_a_delegation_key_signs_into_its_delegation(
     key = Path(f"{pair}-key.pem").read_text()
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", item),
+        item,
         trust(notary.server, key),
         notary.server.ca_pem,
         version="1.0.0",
     )
 
     assert run.code == 0, run.stderr
-    signed = (hex_of(item.manifest), len(item.manifest.data), "targets/releases")
-    assert notary.targets(repository) == {"1.0.0": signed}
+    assert notary.targets(repository) == {"1.0.0": signed(item, "targets/releases")}
 
 
 def test_a_key_the_collection_does_not_name_fails_the_put(
@@ -232,10 +230,9 @@ def test_a_key_the_collection_does_not_name_fails_the_put(
     notary.initialise(repository)
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", images.image("stranger")),
+        images.image("stranger"),
         trust(notary.server, notary.generate_key()),
         notary.server.ca_pem,
         version="1.0.0",
@@ -258,10 +255,9 @@ def test_a_wrong_passphrase_fails_before_anything_is_pushed(
     )
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", images.image("wrong-pass")),
+        images.image("wrong-pass"),
         content_trust,
         notary.server.ca_pem,
         version="1.0.0",
@@ -290,10 +286,9 @@ def test_an_unreachable_or_invalid_server_fails_the_put(
     content_trust = trust(notary.server, notary.generate_key(), server=url)
 
     run = put(
-        plain_registry,
         fresh(plain_registry),
         tmp_path,
-        layout_of(tmp_path / "one", images.image("no-server")),
+        images.image("no-server"),
         content_trust,
         notary.server.ca_pem,
         version="1.0.0",
@@ -310,10 +305,9 @@ def test_the_notary_certificate_is_verified_against_ca_certs(
     other_ca = write_tls_files(tmp_path / "other-ca").ca_pem
 
     run = put(
-        plain_registry,
         fresh(plain_registry),
         tmp_path,
-        layout_of(tmp_path / "one", images.image("untrusted")),
+        images.image("untrusted"),
         trust(notary.server, notary.generate_key()),
         other_ca,
         version="1.0.0",
@@ -360,8 +354,7 @@ def test_a_token_for_the_collection_is_asked_with_the_credentials(
 
     asked = {scope for seen in server.token_service.requests_seen for scope in scopes(seen.query)}
     assert run.code == 0, run.stderr
-    signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
-    assert token_notary.targets(repository) == {"1.0.0": signed}
+    assert token_notary.targets(repository) == {"1.0.0": signed(item)}
     assert asked == {f"repository:{repository}:push,pull"}
     assert str(server.password) not in run.stderr
 
@@ -379,10 +372,9 @@ def test_refused_credentials_fail_the_put(
     )
 
     run = put(
-        plain_registry,
         fresh(plain_registry),
         tmp_path,
-        layout_of(tmp_path / "one", images.image("refused")),
+        images.image("refused"),
         content_trust,
         server.ca_pem,
         version="1.0.0",
@@ -409,10 +401,9 @@ def test_a_client_certificate_is_presented_to_the_notary_server(
     signing_key = notary.generate_key()
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", item),
+        item,
         trust(server, signing_key, **extra),
         server.ca_pem,
         debug=True,
@@ -423,8 +414,7 @@ def test_a_client_certificate_is_presented_to_the_notary_server(
         assert secret not in run.stderr
     if presented:
         assert run.code == 0, run.stderr
-        signed = (hex_of(item.manifest), len(item.manifest.data), "targets")
-        assert notary.targets(repository) == {"1.0.0": signed}
+        assert notary.targets(repository) == {"1.0.0": signed(item)}
         assert not list(Path(tempfile.gettempdir()).glob("regwatch-client-*"))
     else:
         assert_fails(run, "signing image(s): ", "TLS")
@@ -439,10 +429,9 @@ def test_a_collection_whose_snapshot_key_a_client_holds_fails_the_put(
     key = notary.initialise(repository, server_snapshot=False)
 
     run = put(
-        plain_registry,
         repository,
         tmp_path,
-        layout_of(tmp_path / "one", images.image("client-snapshot")),
+        images.image("client-snapshot"),
         trust(notary.server, key),
         notary.server.ca_pem,
         version="1.0.0",

@@ -23,7 +23,8 @@ from regwatch.registry.client import RegistryClient
 from regwatch.registry.credentials import StaticCredentials
 from tests import images
 from tests.e2e.steps import assert_fails, client_for, source_for, step
-from tests.registries import RegistryServer, free_port
+from tests.processes import free_port
+from tests.registries import RegistryServer
 
 HUB = "index.docker.io"
 

@@ -24,7 +24,8 @@ from regwatch.refs import Repository
 from tests import images
 from tests.e2e.steps import client_for, regwatch_command
 from tests.faults import FaultRegistry, Reply, json_reply, rate_limited, tags_path
-from tests.registries import RegistryServer, free_port
+from tests.processes import free_port
+from tests.registries import RegistryServer
 
 
 def write_config(path: Path, store: Path, watches: list[dict[str, Any]], **extra: Any) -> Path:
