@@ -6,17 +6,20 @@ with `skopeo copy` from an OCI layout written here (a real tool as the independe
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import json
 import subprocess
 import tarfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from regwatch.image import mediatypes as mt
+from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.model import Descriptor
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient
@@ -68,6 +71,9 @@ class Image:
     def digest(self) -> str:
         return self.manifest.digest
 
+    def blobs(self) -> tuple[Blob, ...]:
+        return (self.config, *self.layers)
+
 
 @dataclass(frozen=True)
 class Index:
@@ -77,6 +83,64 @@ class Index:
     @property
     def digest(self) -> str:
         return self.manifest.digest
+
+
+class MemoryBlobs:
+    """A registry's blobs and manifests in memory, served to the image writers as the registry
+    client serves them (verifying readers), counting what was asked for.
+
+    `verify=False` hands out plain BytesIO readers, to show the writers check on their own.
+    """
+
+    def __init__(
+        self,
+        blobs: Sequence[Blob] = (),
+        manifests: Sequence[Blob] = (),
+        *,
+        replace: Mapping[str, bytes] | None = None,
+        verify: bool = True,
+        chunk: int = 7,
+    ) -> None:
+        self.blobs = {b.digest: b.data for b in blobs} | dict(replace or {})
+        self.manifests = {m.digest: (m.media_type, m.data) for m in manifests}
+        self.verify = verify
+        self.chunk = chunk
+        self.opened: list[str] = []
+        self.fetched: list[str] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def holding(cls, items: Sequence[Image | Index | Blob], *, chunk: int = 4096) -> MemoryBlobs:
+        """Every manifest and blob of `items`; a bare `Blob` is a manifest."""
+        blobs: list[Blob] = []
+        manifests: list[Blob] = []
+        pending = list(items)
+        while pending:
+            item = pending.pop()
+            if isinstance(item, Blob):
+                manifests.append(item)
+                continue
+            manifests.append(item.manifest)
+            if isinstance(item, Index):
+                pending.extend(item.images)
+            else:
+                blobs.extend(item.blobs())
+        return cls(blobs, manifests, chunk=chunk)
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str, size: int | None) -> Iterator[BlobReader]:
+        with self._lock:
+            self.opened.append(digest)
+        data = self.blobs[digest]
+        if not self.verify:
+            yield io.BytesIO(data)
+            return
+        chunks = [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
+        yield VerifyingReader(chunks, digest, size, f"blob {digest}")
+
+    def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
+        self.fetched.append(digest)
+        return self.manifests[digest]
 
 
 def layer(files: Mapping[str, bytes]) -> Blob:

@@ -9,58 +9,24 @@ and whose blobs are symlinks to the layout's own.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from regwatch.image import mediatypes as mt
-from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.layout import write_oci_layout
 from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
 from regwatch.image.tarball import write_image_tarball
 from tests import images
-from tests.images import Blob
+from tests.images import Blob, MemoryBlobs
 from tests.registries import require_tool
 
 REPO_TAG = "index.docker.io/library/witness:latest"
 REF_NAME = "org.opencontainers.image.ref.name"
-
-
-class Memory:
-    """Blobs and manifests by digest, served as a registry client would (verifying readers)."""
-
-    def __init__(self, items: Sequence[images.Image | images.Index | Blob]) -> None:
-        self.blobs: dict[str, bytes] = {}
-        self.manifests: dict[str, Blob] = {}
-        for item in items:
-            self.add(item)
-
-    def add(self, item: images.Image | images.Index | Blob) -> None:
-        if isinstance(item, Blob):
-            self.manifests[item.digest] = item
-        elif isinstance(item, images.Index):
-            self.manifests[item.digest] = item.manifest
-            for child in item.images:
-                self.add(child)
-        else:
-            self.manifests[item.digest] = item.manifest
-            for blob in (item.config, *item.layers):
-                self.blobs[blob.digest] = blob.data
-
-    @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int | None) -> Iterator[BlobReader]:
-        data = self.blobs[digest]
-        chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
-        yield VerifyingReader(chunks, digest, size, f"blob {digest}")
-
-    def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
-        manifest = self.manifests[digest]
-        return manifest.media_type, manifest.data
 
 
 def skopeo(*args: str) -> bytes:
@@ -77,12 +43,12 @@ def tarball(path: Path, image: images.Image) -> Path:
         config=image.config.described(),
         layers=[b.described() for b in image.layers],
         repo_tag=REPO_TAG,
-        open_blob=Memory([image]).open_blob,
+        open_blob=MemoryBlobs.holding([image]).open_blob,
     )
     return path
 
 
-def layout(directory: Path, top: Blob, memory: Memory) -> Path:
+def layout(directory: Path, top: Blob, memory: MemoryBlobs) -> Path:
     write_oci_layout(
         directory,
         digest=top.digest,
@@ -208,7 +174,7 @@ def test_image_tarball_with_zstd_plain_and_repeated_layers(tmp_path: Path) -> No
 @pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
 def test_layout_of_an_image_reads_back_with_the_same_digest(tmp_path: Path, docker: bool) -> None:
     image = images.image("layout", docker=docker)
-    oci = layout(tmp_path / "oci", image.manifest, Memory([image]))
+    oci = layout(tmp_path / "oci", image.manifest, MemoryBlobs.holding([image]))
 
     raw = skopeo("inspect", "--raw", f"oci:{oci}")
     assert images.sha256(raw) == image.digest
@@ -222,7 +188,7 @@ def test_layout_of_an_index_keeps_the_index_digest(tmp_path: Path) -> None:
     amd64 = images.image("index-amd64")
     arm64 = images.image("index-arm64", architecture="arm64")
     index = images.index([amd64, arm64])
-    oci = layout(tmp_path / "oci", index.manifest, Memory([index]))
+    oci = layout(tmp_path / "oci", index.manifest, MemoryBlobs.holding([index]))
     assert not (oci / "single-image-digest").exists()
 
     named = view(
@@ -254,7 +220,7 @@ def test_layout_of_a_nested_index(tmp_path: Path) -> None:
         ],
     }
     top = Blob(mt.OCI_INDEX, json.dumps(top_body).encode())
-    oci = layout(tmp_path / "oci", top, Memory([one, inner]))
+    oci = layout(tmp_path / "oci", top, MemoryBlobs.holding([one, inner]))
 
     members = {"one": one, "two": two, "three": three}
     named = view(

@@ -8,19 +8,18 @@ import json
 import os
 import tarfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from regwatch.errors import DigestMismatch, ImageError, UnsupportedMedia
 from regwatch.image import mediatypes as mt
-from regwatch.image.digests import BlobReader, VerifyingReader
+from regwatch.image.digests import BlobReader
 from regwatch.image.layout import OCI_LAYOUT_CONTENT, write_oci_layout
 from regwatch.image.model import Descriptor
 from regwatch.image.tarball import layer_file_name, write_image_tarball
-from tests.images import Blob, sha256
+from tests.images import Blob, Image, MemoryBlobs, sha256
 
 GZIP = mt.OCI_LAYER_GZIP
 ZSTD = mt.OCI_LAYER_ZSTD
@@ -29,23 +28,6 @@ DOCKER_TAR = mt.DOCKER_LAYER_TAR
 DOCKER_GZIP = mt.DOCKER_LAYER_GZIP
 OCI_CONFIG = mt.OCI_CONFIG
 REPO_TAG = "index.docker.io/library/alpine:latest"
-
-
-@dataclass(frozen=True)
-class Image:
-    config: Blob
-    layers: tuple[Blob, ...]
-    manifest: Blob
-
-    @property
-    def digest(self) -> str:
-        return self.manifest.digest
-
-    def blobs(self) -> tuple[Blob, ...]:
-        return (self.config, *self.layers)
-
-    def layer_descriptors(self) -> list[Descriptor]:
-        return [b.described() for b in self.layers]
 
 
 def image(
@@ -72,45 +54,6 @@ def index(children: Sequence[Image | Blob], media_type: str = mt.OCI_INDEX) -> B
     return Blob(media_type, json.dumps(body).encode())
 
 
-class Store:
-    """A registry's blobs and manifests in memory, counting what was asked for.
-
-    `verify=False` hands out plain BytesIO readers, to show the writers check on their own.
-    """
-
-    def __init__(
-        self,
-        blobs: Sequence[Blob] = (),
-        manifests: Sequence[Blob] = (),
-        *,
-        replace: Mapping[str, bytes] | None = None,
-        verify: bool = True,
-        chunk: int = 7,
-    ) -> None:
-        self.blobs = {b.digest: b.data for b in blobs} | dict(replace or {})
-        self.manifests = {m.digest: (m.media_type, m.data) for m in manifests}
-        self.verify = verify
-        self.chunk = chunk
-        self.opened: list[str] = []
-        self.fetched: list[str] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int | None) -> Iterator[BlobReader]:
-        with self._lock:
-            self.opened.append(digest)
-        data = self.blobs[digest]
-        if not self.verify:
-            yield io.BytesIO(data)
-            return
-        chunks = [data[i : i + self.chunk] for i in range(0, len(data), self.chunk)]
-        yield VerifyingReader(chunks, digest, size, f"blob {digest}")
-
-    def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
-        self.fetched.append(digest)
-        return self.manifests[digest]
-
-
 @pytest.fixture
 def umask_022() -> Iterator[None]:
     old = os.umask(0o022)
@@ -132,11 +75,11 @@ def tree(directory: Path) -> dict[str, bytes]:
 # -- image.tar ----------------------------------------------------------------------------------
 
 
-def write_tarball(path: Path, img: Image, store: Store) -> None:
+def write_tarball(path: Path, img: Image, store: MemoryBlobs) -> None:
     write_image_tarball(
         path,
         config=img.config.described(),
-        layers=img.layer_descriptors(),
+        layers=[b.described() for b in img.layers],
         repo_tag=REPO_TAG,
         open_blob=store.open_blob,
     )
@@ -180,7 +123,7 @@ def test_tarball_holds_config_layers_and_manifest_in_order(tmp_path: Path) -> No
         Blob(DOCKER_GZIP, b"docker gzip layer"),
     )
     img = image("all", [gz, zst, tar, gz, docker_tar, docker_gz, zst])
-    store = Store(img.blobs())
+    store = MemoryBlobs(img.blobs())
     write_tarball(tmp_path / "image.tar", img, store)
 
     assert os.listdir(tmp_path) == ["image.tar"]
@@ -217,7 +160,7 @@ def test_tarball_holds_config_layers_and_manifest_in_order(tmp_path: Path) -> No
 def test_tarball_bytes_are_what_tarfile_writes_for_its_entries(tmp_path: Path, size: int) -> None:
     # blobs are written at offsets computed beforehand: the layout must be tarfile's own
     img = image("bytes", [Blob(GZIP, bytes(range(256)) * (size // 256) + b"x" * (size % 256))])
-    write_tarball(tmp_path / "image.tar", img, Store(img.blobs()))
+    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs()))
     written = (tmp_path / "image.tar").read_bytes()
     expected = io.BytesIO()
     with (
@@ -231,7 +174,7 @@ def test_tarball_bytes_are_what_tarfile_writes_for_its_entries(tmp_path: Path, s
 
 def test_tarball_of_an_image_without_layers(tmp_path: Path) -> None:
     img = image("empty", [])
-    write_tarball(tmp_path / "image.tar", img, Store(img.blobs()))
+    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs()))
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert archive.getnames() == [img.config.digest, "manifest.json"]
         manifest = json.loads(member_bytes(archive, "manifest.json"))
@@ -240,7 +183,7 @@ def test_tarball_of_an_image_without_layers(tmp_path: Path) -> None:
 
 def test_tarball_copes_with_readers_that_return_a_byte_at_a_time(tmp_path: Path) -> None:
     img = image("slow", [Blob(GZIP, b"0123456789" * 50)])
-    write_tarball(tmp_path / "image.tar", img, Store(img.blobs(), chunk=1))
+    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs(), chunk=1))
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert member_bytes(archive, f"{img.layers[0].hex}.tar.gz") == img.layers[0].data
 
@@ -254,7 +197,7 @@ def test_tarball_copes_with_readers_that_return_a_byte_at_a_time(tmp_path: Path)
 def test_a_wrong_blob_fails_and_leaves_no_tarball(tmp_path: Path, verify: bool, bad: bytes) -> None:
     good = Blob(GZIP, b"layer bytes")
     img = image("bad", [Blob(GZIP, b"fine"), good])
-    store = Store(img.blobs(), replace={good.digest: bad}, verify=verify)
+    store = MemoryBlobs(img.blobs(), replace={good.digest: bad}, verify=verify)
     with pytest.raises(DigestMismatch):
         write_tarball(tmp_path / "image.tar", img, store)
     assert os.listdir(tmp_path) == []
@@ -264,12 +207,12 @@ def test_a_wrong_blob_fails_and_leaves_no_tarball(tmp_path: Path, verify: bool, 
 def test_an_empty_blob_that_is_not_empty_fails(tmp_path: Path, verify: bool) -> None:
     empty = Blob(GZIP, b"")
     img = image("empty-layer", [empty])
-    store = Store(img.blobs(), replace={empty.digest: b"surprise"}, verify=verify)
+    store = MemoryBlobs(img.blobs(), replace={empty.digest: b"surprise"}, verify=verify)
     with pytest.raises(DigestMismatch):
         write_tarball(tmp_path / "image.tar", img, store)
     assert os.listdir(tmp_path) == []
     # An honest empty layer is fine.
-    write_tarball(tmp_path / "image.tar", img, Store(img.blobs(), verify=verify))
+    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs(), verify=verify))
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert archive.getmember(f"{empty.hex}.tar.gz").size == 0
 
@@ -277,7 +220,7 @@ def test_an_empty_blob_that_is_not_empty_fails(tmp_path: Path, verify: bool) -> 
 def test_a_failed_tarball_keeps_the_previous_file(tmp_path: Path) -> None:
     img = image("again")
     (tmp_path / "image.tar").write_bytes(b"previous")
-    store = Store(img.blobs(), replace={img.layers[0].digest: b"nope"})
+    store = MemoryBlobs(img.blobs(), replace={img.layers[0].digest: b"nope"})
     with pytest.raises(DigestMismatch):
         write_tarball(tmp_path / "image.tar", img, store)
     assert os.listdir(tmp_path) == ["image.tar"]
@@ -291,7 +234,7 @@ def test_tarball_refuses_a_malformed_layer_descriptor(tmp_path: Path) -> None:
             config=Descriptor(OCI_CONFIG, sha256(b"{}"), 2),
             layers=[Descriptor(GZIP, sha256(b"x"), -1)],
             repo_tag=REPO_TAG,
-            open_blob=Store().open_blob,
+            open_blob=MemoryBlobs().open_blob,
         )
     assert os.listdir(tmp_path) == []
 
@@ -303,7 +246,7 @@ def blob_files(*blobs: Blob) -> dict[str, bytes]:
     return {f"blobs/sha256/{b.hex}": b.data for b in blobs}
 
 
-def write_layout(directory: Path, top: Blob, store: Store, concurrency: int = 4) -> None:
+def write_layout(directory: Path, top: Blob, store: MemoryBlobs, concurrency: int = 4) -> None:
     write_oci_layout(
         directory,
         digest=top.digest,
@@ -318,7 +261,7 @@ def write_layout(directory: Path, top: Blob, store: Store, concurrency: int = 4)
 @pytest.mark.usefixtures("umask_022")
 def test_layout_of_a_single_image(tmp_path: Path) -> None:
     img = image("single", [Blob(GZIP, b"one"), Blob(ZSTD, b"two"), Blob(GZIP, b"one")])
-    store = Store(img.blobs())
+    store = MemoryBlobs(img.blobs())
     write_layout(tmp_path / "oci", img.manifest, store)
 
     generated = {
@@ -348,7 +291,7 @@ def test_layout_of_a_docker_image_names_its_media_type(tmp_path: Path) -> None:
         manifest_type=mt.DOCKER_MANIFEST_V2,
         config_type="application/vnd.docker.container.image.v1+json",
     )
-    write_layout(tmp_path / "oci", img.manifest, Store(img.blobs()))
+    write_layout(tmp_path / "oci", img.manifest, MemoryBlobs(img.blobs()))
     written = json.loads((tmp_path / "oci" / "index.json").read_bytes())
     assert written["manifests"][0]["mediaType"] == mt.DOCKER_MANIFEST_V2
     assert set(tree(tmp_path / "oci")) >= set(blob_files(img.manifest, img.config, *img.layers))
@@ -364,7 +307,9 @@ def test_layout_of_a_nested_index_keeps_every_child(tmp_path: Path, concurrency:
     inner = index([arm64, s390x])
     top = index([amd64, attestation, inner, s390x])  # s390x listed twice on purpose
     images = (amd64, arm64, s390x, attestation)
-    store = Store([b for i in images for b in i.blobs()], [*(i.manifest for i in images), inner])
+    store = MemoryBlobs(
+        [b for i in images for b in i.blobs()], [*(i.manifest for i in images), inner]
+    )
     write_layout(tmp_path / "oci", top, store, concurrency)
 
     blobs = {b for i in images for b in (i.manifest, *i.blobs())} | {inner}
@@ -386,7 +331,7 @@ def test_layout_of_a_docker_manifest_list(tmp_path: Path) -> None:
     one = image("one", [Blob(DOCKER_GZIP, b"1")], **docker)
     two = image("two", [Blob(DOCKER_GZIP, b"2")], **docker)
     top = index([one, two], mt.DOCKER_MANIFEST_LIST)
-    store = Store([*one.blobs(), *two.blobs()], [one.manifest, two.manifest])
+    store = MemoryBlobs([*one.blobs(), *two.blobs()], [one.manifest, two.manifest])
     write_layout(tmp_path / "oci", top, store)
     files = tree(tmp_path / "oci")
     assert files["index.json"] == top.data
@@ -399,7 +344,7 @@ def test_layout_of_a_docker_manifest_list(tmp_path: Path) -> None:
 def test_child_type_falls_back_to_the_descriptor_and_body(tmp_path: Path) -> None:
     child = image("generic")
     top = index([child])
-    store = Store(child.blobs())
+    store = MemoryBlobs(child.blobs())
     store.manifests[child.digest] = ("application/octet-stream", child.manifest.data)
     write_layout(tmp_path / "oci", top, store)
     assert (tmp_path / "oci" / "blobs" / "sha256" / child.config.hex).read_bytes() == (
@@ -410,7 +355,7 @@ def test_child_type_falls_back_to_the_descriptor_and_body(tmp_path: Path) -> Non
 def test_a_child_manifest_with_the_wrong_bytes_fails_before_writing(tmp_path: Path) -> None:
     child = image("child")
     top = index([child])
-    store = Store(child.blobs())
+    store = MemoryBlobs(child.blobs())
     store.manifests[child.digest] = (mt.OCI_MANIFEST, child.manifest.data + b" ")
     with pytest.raises(DigestMismatch, match=child.digest):
         write_layout(tmp_path / "oci", top, store)
@@ -425,8 +370,8 @@ def test_top_manifest_bytes_must_match_the_digest(tmp_path: Path) -> None:
             digest=img.digest,
             media_type=img.manifest.media_type,
             manifest_bytes=img.manifest.data + b"\n",
-            fetch_manifest=Store().fetch_manifest,
-            open_blob=Store(img.blobs()).open_blob,
+            fetch_manifest=MemoryBlobs().fetch_manifest,
+            open_blob=MemoryBlobs(img.blobs()).open_blob,
         )
     assert not (tmp_path / "oci").exists()
 
@@ -434,9 +379,9 @@ def test_top_manifest_bytes_must_match_the_digest(tmp_path: Path) -> None:
 def test_unsupported_manifest_types_are_refused(tmp_path: Path) -> None:
     schema1 = Blob(mt.DOCKER_MANIFEST_V1_SIGNED, b'{"schemaVersion":1}')
     with pytest.raises(UnsupportedMedia, match="unsupported manifest media type"):
-        write_layout(tmp_path / "oci", schema1, Store())
+        write_layout(tmp_path / "oci", schema1, MemoryBlobs())
     artifact = Blob("application/vnd.example.thing", b'{"kind":"thing"}')
-    store = Store(manifests=[artifact])
+    store = MemoryBlobs(manifests=[artifact])
     with pytest.raises(UnsupportedMedia, match=artifact.digest):
         write_layout(tmp_path / "oci", index([artifact]), store)
     assert not (tmp_path / "oci").exists()
@@ -446,7 +391,7 @@ def test_a_malformed_child_descriptor_is_an_image_error(tmp_path: Path) -> None:
     body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [{"digest": "../x"}]}
     top = Blob(mt.OCI_INDEX, json.dumps(body).encode())
     with pytest.raises(ImageError, match=r"invalid index .*: manifests\[0\]\.digest: not a sha256"):
-        write_layout(tmp_path / "oci", top, Store())
+        write_layout(tmp_path / "oci", top, MemoryBlobs())
     assert not (tmp_path / "oci").exists()
 
 
@@ -458,7 +403,7 @@ def test_a_bad_blob_leaves_no_index_and_no_partial_blob(
     images = [image(f"img{n}", [Blob(GZIP, f"layer {n}".encode() * 100)]) for n in range(6)]
     top = index(images)
     broken = images[3].layers[0]
-    store = Store(
+    store = MemoryBlobs(
         [b for i in images for b in i.blobs()],
         [i.manifest for i in images],
         replace={broken.digest: broken.data[:-1] + b"?"},
@@ -476,7 +421,7 @@ def test_blobs_download_concurrently(tmp_path: Path) -> None:
     """Two downloads must be under way at once, or the barrier breaks."""
     images = [image(f"c{n}") for n in range(2)]
     barrier = threading.Barrier(2, timeout=10)
-    store = Store([b for i in images for b in i.blobs()], [i.manifest for i in images])
+    store = MemoryBlobs([b for i in images for b in i.blobs()], [i.manifest for i in images])
     layers = {i.layers[0].digest for i in images}
     plain_open = store.open_blob
 
