@@ -32,7 +32,6 @@ import posixpath
 import shutil
 import tarfile
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -133,23 +132,12 @@ def write_image_tarball(
         fd = file.fileno()
         os.ftruncate(fd, end)
         for at, data in headers:
-            _WriterAt(fd, at).write(data)
+            write_all(fd, data, at)
         downloads = [
-            functools.partial(_download_at, fd, at, blob, open_blob, what) for blob, at in places
+            functools.partial(stream_blob, open_blob, blob, _WriterAt(fd, at).write, what)
+            for blob, at in places
         ]
         download_all(downloads, concurrency, "regwatch-tar-blob")
-
-
-def _download_at(
-    fd: int,
-    at: int,
-    blob: Descriptor,
-    open_blob: BlobOpener,
-    what: str,
-    stop: threading.Event | None,
-) -> None:
-    """Stream one blob into the file from offset `at`, verified as it comes."""
-    stream_blob(open_blob, blob, _WriterAt(fd, at).write, what, stop)
 
 
 class _WriterAt:
