@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "bookworm"
@@ -57,15 +56,9 @@ def _fresh(tarball: Path) -> bool:
     return tarball.exists() and time.time() - tarball.stat().st_mtime < MAX_AGE_SECONDS
 
 
-@dataclass
-class _Run:
-    process: subprocess.Popen[bytes]
-    root: Path
-    log: Path
-
-
-def _start(debootstrap: str, workdir: Path) -> _Run:
-    root, log = workdir / "debootstrap-root", workdir / "debootstrap.log"
+def _debootstrap(debootstrap: str, root: Path, log: Path) -> None:
+    """debootstrap into `root`; killed should the session end first (the build runs in a
+    daemon thread)."""
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
@@ -80,7 +73,8 @@ def _start(debootstrap: str, workdir: Path) -> _Run:
             stderr=subprocess.STDOUT,
         )
     atexit.register(_stop, process)
-    return _Run(process, root, log)
+    code = process.wait(timeout=900)
+    assert code == 0, f"debootstrap failed: {log.read_text(errors='replace')[-3000:]}"
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -94,17 +88,16 @@ def base_tarball(debootstrap: str, workdir: Path) -> Path:
     tarball = _cached()
     if _fresh(tarball):
         return tarball
-    run = _start(debootstrap, workdir)
-    code = run.process.wait(timeout=900)
-    assert code == 0, f"debootstrap failed: {run.log.read_text(errors='replace')[-3000:]}"
+    root = workdir / "debootstrap-root"
+    _debootstrap(debootstrap, root, workdir / "debootstrap.log")
     # The downloaded packages and the index are apt's caches, not part of a base image.
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-        for entry in (run.root / cache).glob("*"):
+        for entry in (root / cache).glob("*"):
             if entry.is_file():
                 entry.unlink()
     tarball.parent.mkdir(parents=True, exist_ok=True)
     partial = tarball.with_suffix(f".{os.getpid()}.partial")
-    subprocess.run(["tar", "-C", str(run.root), "-cf", str(partial), "."], check=True, timeout=300)
+    subprocess.run(["tar", "-C", str(root), "-cf", str(partial), "."], check=True, timeout=300)
     partial.replace(tarball)
-    shutil.rmtree(run.root, ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
     return tarball
