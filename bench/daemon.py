@@ -104,14 +104,15 @@ def seed(server: RegistryServer, count: int) -> list[Repository]:
     return repositories
 
 
-def write_config(path: Path, store: Path, repositories: list[Repository], every: int) -> None:
+def write_config(path: Path, store: str, repositories: list[Repository], every: int) -> None:
+    """One watch per repository, its selection cycling through `SELECTIONS`, in `store`."""
     watches = [
         {"name": f"w{index:03d}", "source": {"repository": str(repository), **selection}}
         for index, repository in enumerate(repositories)
         for selection in [SELECTIONS[index % len(SELECTIONS)]]
     ]
     config = {
-        "store": f"sqlite:///{store}",
+        "store": store,
         "workers": WORKERS,
         "defaults": {"every": f"{every}s", "jitter": JITTER},
         "watches": watches,
@@ -228,7 +229,7 @@ def soak(work: Path, args: argparse.Namespace, registry_bin: str) -> int:
         repositories = seed(server, args.watches)
         log(f"seeded {len(repositories)} repositories in {time.perf_counter() - started:.1f} s")
         store, config = work / "soak.db", work / "config.yaml"
-        write_config(config, store, repositories, args.every)
+        write_config(config, f"sqlite:///{store}", repositories, args.every)
         return measure(work, config, store, len(repositories), args)
     finally:
         server.stop()

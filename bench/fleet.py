@@ -31,45 +31,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import yaml
-
-from bench.daemon import SELECTIONS, seed
+from bench.daemon import JITTER, regwatch_script, seed, write_config
 from bench.measure import cpu_seconds, log
-from regwatch.events import RUN_STREAM_SUFFIX
-from regwatch.refs import Repository
-from regwatch.store.migrate import open_store
+from tests.e2e.test_fleet import polls
 from tests.postgres import PostgresCluster, require_postgres, start_cluster
 from tests.registries import start_plain_registry
 
-WORKERS = 4
-JITTER = "10%"
 SAMPLE_SECONDS = 3.0
-
-
-def write_config(path: Path, url: str, repositories: list[Repository], every: int) -> None:
-    watches = [
-        {"name": f"w{index:03d}", "source": {"repository": str(repository), **selection}}
-        for index, repository in enumerate(repositories)
-        for selection in [SELECTIONS[index % len(SELECTIONS)]]
-    ]
-    config = {
-        "store": url,
-        "workers": WORKERS,
-        "defaults": {"every": f"{every}s", "jitter": JITTER},
-        "watches": watches,
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def regwatch_script() -> str:
-    found = shutil.which("regwatch")
-    if found is None:
-        sys.exit("regwatch is not on PATH: activate the venv")
-    return found
 
 
 class CpuMeter:
@@ -107,20 +79,6 @@ class CpuMeter:
             into[pid] = max(into.get(pid, 0.0), cpu_seconds(pid))
         except (OSError, IndexError, ValueError):
             return
-
-
-def runs(url: str) -> dict[str, list[tuple[datetime, int]]]:
-    """Each watch's successful polls: (observed_at, daemon pid), in time order."""
-    found: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
-    with open_store(url) as store:
-        after = 0
-        while page := store.read_all(after, 5000):
-            for event in page:
-                if event.stream.endswith(RUN_STREAM_SUFFIX) and event.kind == "PollSucceeded":
-                    pid = int(str(event.payload["daemon"]).rpartition(":")[2])
-                    found[str(event.payload["watch"])].append((event.observed_at, pid))
-            after = page[-1].position
-    return {watch: sorted(polls) for watch, polls in found.items()}
 
 
 def main() -> None:  # noqa: PLR0915 - one run, told in order
@@ -162,22 +120,22 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
             for number in range(args.daemons):
                 start(f"daemon-{number}")
             log(f"{args.daemons} daemons started; running {args.minutes:g} min")
-            killed: tuple[int, datetime] | None = None
-            joined: tuple[int, datetime] | None = None
+            killed: tuple[str, datetime] | None = None
+            joined: tuple[str, datetime] | None = None
             while (elapsed := time.monotonic() - started) < seconds:
                 meter.sample([p.pid for p in processes if p.poll() is None])
                 if killed is None and elapsed >= 0.4 * seconds:
-                    share = Counter(pid for polls in runs(cluster.url).values() for _, pid in polls)
+                    share = Counter(pid for seen in polls(cluster.url).values() for _, pid in seen)
                     victim = max(
-                        (p for p in processes if p.poll() is None), key=lambda p: share[p.pid]
+                        (p for p in processes if p.poll() is None), key=lambda p: share[str(p.pid)]
                     )
                     victim.send_signal(signal.SIGKILL)
                     victim.wait()
-                    killed = (victim.pid, datetime.now().astimezone())
+                    killed = (str(victim.pid), datetime.now().astimezone())
                     log(f"SIGKILLed daemon {victim.pid} at {elapsed:.0f} s")
                 if joined is None and elapsed >= 0.7 * seconds:
                     newcomer = start("newcomer")
-                    joined = (newcomer.pid, datetime.now().astimezone())
+                    joined = (str(newcomer.pid), datetime.now().astimezone())
                     log(f"daemon {newcomer.pid} joined at {elapsed:.0f} s")
                 time.sleep(SAMPLE_SECONDS)
             meter.sample([p.pid for p in processes if p.poll() is None])
@@ -186,7 +144,7 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
                     process.send_signal(signal.SIGTERM)
             codes = [process.wait(60) for process in processes if process.returncode != -9]
             log(f"stopped; exit codes {codes}")
-            report(runs(cluster.url), args, meter, killed, joined)
+            report(polls(cluster.url), args, meter, killed, joined)
         finally:
             for process in processes:
                 if process.poll() is None:
@@ -196,26 +154,26 @@ def main() -> None:  # noqa: PLR0915 - one run, told in order
 
 
 def report(
-    polls: dict[str, list[tuple[datetime, int]]],
+    runs: dict[str, list[tuple[datetime, str]]],
     args: argparse.Namespace,
     meter: CpuMeter,
-    killed: tuple[int, datetime] | None,
-    joined: tuple[int, datetime] | None,
+    killed: tuple[str, datetime] | None,
+    joined: tuple[str, datetime] | None,
 ) -> None:
     every = timedelta(seconds=args.every)
     gaps = [
         (watch, earlier, later - earlier, pid_before, pid_after)
-        for watch, seen in polls.items()
+        for watch, seen in runs.items()
         for (earlier, pid_before), (later, pid_after) in itertools.pairwise(seen)
     ]
     duplicates = sum(1 for _, _, gap, _, _ in gaps if gap < every / 2)
     missed = sum(1 for _, _, gap, _, _ in gaps if gap > every * 1.5)
-    total = sum(len(seen) for seen in polls.values())
+    total = sum(len(seen) for seen in runs.values())
     expected = args.watches * args.minutes * 60 / args.every
     failovers: list[float] = []
     if killed is not None:
         victim, at = killed
-        for seen in polls.values():
+        for seen in runs.values():
             before = [when for when, pid in seen if when <= at and pid == victim]
             after = [when for when, pid in seen if when > at]
             if before and after and (not [w for w, _ in seen if before[-1] < w <= at]):
@@ -224,7 +182,7 @@ def report(
     share = "n/a"
     if joined is not None:
         newcomer, at = joined
-        later = [pid for seen in polls.values() for when, pid in seen if when > at]
+        later = [pid for seen in runs.values() for when, pid in seen if when > at]
         share = f"{later.count(newcomer) / max(1, len(later)):.0%} of {len(later)} polls"
     store_cpu = sum(meter.seen.values())
     daemon_cpu = sum(meter.daemons.values())

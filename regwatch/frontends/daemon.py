@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 from regwatch.errors import RateLimited, RegwatchError
 from regwatch.frontends.fleet import (
+    HOLD_MAX,
     Heartbeat,
     SinkLeadership,
     TurnRule,
+    crontab,
     preferred,
     turn_rule,
     watch_lease,
 )
 from regwatch.frontends.metrics import Metrics
-from regwatch.frontends.watchconfig import CRON_TIMEZONE, DaemonConfig, Watch
+from regwatch.frontends.watchconfig import DaemonConfig, Watch
 from regwatch.retrying import RetryPolicy
 from regwatch.service import Service
 from regwatch.store.leases import Leases
@@ -102,7 +104,8 @@ class Daemon:
         self._in_flight = 0
         self._idle = threading.Condition()
         self._scheduler: Any = None
-        self._rules = {watch.name: turn_rule(watch) for watch in config.watches}
+        self._rules: dict[str, TurnRule] = {}
+        """Each watch's turn rule, made by `start` (`--once` takes no turn)."""
         self._leases: Leases | None = None
         self._heartbeat: Heartbeat | None = None
 
@@ -117,21 +120,21 @@ class Daemon:
     def heartbeat(self) -> Heartbeat:
         if self._heartbeat is None:
             holds = [rule.hold for rule in self._rules.values()]
-            self._heartbeat = Heartbeat(self.leases, min(holds, default=timedelta(seconds=10)))
+            self._heartbeat = Heartbeat(self.leases, min(holds, default=HOLD_MAX))
         return self._heartbeat
 
     # -- one timer run -------------------------------------------------------------------------
 
     def turn(self, watch: Watch) -> Outcome:
         """A timer's run: poll when the fleet's lease gives this daemon the watch's turn."""
-        rule: TurnRule = self._rules[watch.name]
+        rule = self._rules[watch.name]
         name = watch_lease(watch)
         mine = preferred(watch.name, self.heartbeat.members) == self.leases.owner
         try:
             turn = self.leases.take_turn(
                 name,
                 period=rule.period,
-                slack=rule.slack if mine else -rule.grace,
+                slack=rule.slack if mine else -rule.slack,
                 hold=rule.hold,
             )
         except RegwatchError as exc:
@@ -218,6 +221,7 @@ class Daemon:
             timezone=UTC,
         )
         now = self._clock()
+        self._rules = {watch.name: turn_rule(watch) for watch in self.config.watches}
         for watch in self.config.watches:
             trigger = trigger_of(watch)
             first = self.first_run(watch, trigger, now)
@@ -367,14 +371,9 @@ def next_due(watch: Watch, last_poll: datetime | None, trigger: Any = None) -> d
 def trigger_of(watch: Watch) -> Any:
     """The watch's APScheduler trigger: an interval or a crontab line, with its jitter."""
     if watch.cron is not None:
-        from apscheduler.triggers.cron import CronTrigger  # noqa: PLC0415
-
-        cron = CronTrigger.from_crontab(watch.cron, timezone=CRON_TIMEZONE)
-        first = cron.get_next_fire_time(None, datetime.now(UTC))
-        second = cron.get_next_fire_time(first, first + timedelta(seconds=1)) if first else None
-        if first is not None and second is not None:
-            spread = watch.jitter.seconds(second - first)
-            cron.jitter = spread or None
+        cron, period = crontab(watch)
+        if period is not None:
+            cron.jitter = watch.jitter.seconds(period) or None
         return cron
     from apscheduler.triggers.interval import IntervalTrigger  # noqa: PLC0415
 

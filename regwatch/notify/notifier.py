@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from regwatch.net import Transport
 from regwatch.notify.follower import Backoff, Follower
@@ -46,7 +47,7 @@ class Notifier:
                 backoff=backoff,
                 on_delivery=on_delivery,
                 on_lag=on_lag,
-                may_deliver=_asking(follows, settings.name),
+                may_deliver=None if follows is None else partial(follows, settings.name),
             )
             for settings in sinks
         ]
@@ -112,7 +113,3 @@ class Notifier:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._transport.close()
-
-
-def _asking(follows: Callable[[str], bool] | None, name: str) -> Callable[[], bool] | None:
-    return None if follows is None else lambda: follows(name)

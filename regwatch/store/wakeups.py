@@ -64,11 +64,8 @@ class AppendListener:
             connection.autocommit = True
             connection.execute(f"LISTEN {APPENDED_CHANNEL}")
             while not self._stop.is_set():
-                woken = False
-                for _ in connection.notifies(timeout=POLL_SECONDS):
-                    woken = True
-                    break
-                if woken:
+                # The first notification is enough: the followers then read all that is new.
+                if any(connection.notifies(timeout=POLL_SECONDS)):
                     self._on_append()
         finally:
             raw.invalidate()  # a LISTENing session must not return to the pool
