@@ -90,15 +90,16 @@ def is_memory(url: sa.URL) -> bool:
 
 
 @contextmanager
-def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
+def write_transaction(engine: sa.Engine, *, append_lock: bool = True) -> Iterator[sa.Connection]:
     """A transaction that holds the store's write lock from its start until it ends.
 
-    Commits when the block ends normally, rolls back when it raises.
+    Commits when the block ends normally, rolls back when it raises. Without `append_lock`,
+    PostgreSQL's writers to other tables (the leases) do not queue behind the log's appends.
     """
     with engine.connect() as connection:
         connection.execution_options(**{WRITE_OPTION: True})
         with connection.begin():
-            if connection.dialect.name == "postgresql":
+            if append_lock and connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_APPEND_LOCK_KEY)))
             yield connection
 

@@ -102,7 +102,7 @@ class EventStore:
             translated(self._engine, action, on_conflict=lost_race),
             write_transaction(self._engine) as connection,
         ):
-            unit = UnitOfWork(connection, _utc(self._clock()))
+            unit = UnitOfWork(connection, as_utc(self._clock()))
             yield unit
 
     def append(
@@ -340,8 +340,8 @@ class EventStore:
                 kind=row["kind"],
                 schema_version=row["schema_version"],
                 payload=row["payload"],
-                observed_at=_utc(row["observed_at"]),
-                recorded_at=_utc(row["recorded_at"]),
+                observed_at=as_utc(row["observed_at"]),
+                recorded_at=as_utc(row["recorded_at"]),
             )
             for row in rows
         ]
@@ -491,7 +491,7 @@ def _rows(
             "schema_version": event.schema_version,
             # What a reader will get back: JSON types only (tuples become lists, no NaN).
             "payload": json.loads(json.dumps(event.payload, allow_nan=False)),
-            "observed_at": _utc(event.observed_at),
+            "observed_at": as_utc(event.observed_at),
             "recorded_at": recorded_at,
         }
         for offset, event in enumerate(events, start=1)
@@ -522,7 +522,7 @@ def _conflict(stream: str, expected: int | None, found: int) -> Conflict:
     return Conflict(f"stream {stream}: expected version {expected}, found {found}")
 
 
-def _utc(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     """Aware UTC; a naive value is UTC already (SQLite stores no offset)."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)

@@ -27,8 +27,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy import exc
 
-from regwatch.store.engine import WRITE_OPTION
-from regwatch.store.eventstore import EventStore, translated
+from regwatch.store.engine import write_transaction
+from regwatch.store.eventstore import EventStore, as_utc, translated
 from regwatch.store.schema import leases as leases_table
 
 MEMBER = "member:"
@@ -80,7 +80,7 @@ class Leases:
             held = connection.execute(
                 sa.select(row.held_until).where(row.name == name)
             ).scalar_one_or_none()
-            return Turn(False, _aware(held))
+            return Turn(False, None if held is None else as_utc(held))
 
     def end_turn(self, name: str) -> None:
         """The poll ended: the turn is free again (its time stays, for the next one's due)."""
@@ -169,10 +169,9 @@ class Leases:
     @contextmanager
     def _writing(self, action: str) -> Iterator[sa.Connection]:
         """A short write transaction; it does not take the log's append lock."""
-        with translated(self._engine, action), self._engine.connect() as connection:
-            connection.execution_options(**{WRITE_OPTION: True})
-            with connection.begin():
-                yield connection
+        engine = self._engine
+        with translated(engine, action), write_transaction(engine, append_lock=False) as connection:
+            yield connection
 
     def _now(self, connection: sa.Connection) -> datetime:
         if connection.dialect.name == "postgresql":
@@ -191,10 +190,3 @@ def _ensure(connection: sa.Connection, name: str) -> None:
             connection.execute(sa.insert(leases_table).values(name=name))
     except exc.IntegrityError:
         return  # another daemon created it between our look and our insert
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC datetimes."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
