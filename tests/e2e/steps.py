@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -76,3 +77,36 @@ def source_for(server: RegistryServer, repository: str, **extra: Any) -> dict[st
     if server.username:
         source.update(username=server.username, password=server.password)
     return source
+
+
+class Daemon:
+    """A `regwatch watch` process writing to a log file; the `daemons` fixture kills those a
+    test leaves running."""
+
+    def __init__(
+        self,
+        config: Path,
+        *extra: str,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`name` names the log beside the config (one per daemon of a fleet sharing it)."""
+        self.log = config.parent / f"{name}.log" if name else config.with_suffix(".log")
+        with self.log.open("w") as sink:
+            self.process = subprocess.Popen(
+                [*regwatch_command(), "watch", "--config", str(config), *extra],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 40) -> int:
+        self.process.send_signal(signum)  # nothing, once it has ended
+        return self.process.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text()

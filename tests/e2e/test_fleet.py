@@ -9,23 +9,19 @@ what the sink received.
 from __future__ import annotations
 
 import itertools
-import os
 import signal
-import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 import yaml
 
 from regwatch.events import RUN_STREAM_SUFFIX
 from regwatch.refs import Repository
 from regwatch.store.migrate import open_store
-from tests.e2e.steps import regwatch_command
+from tests.e2e.steps import Daemon
 from tests.e2e.test_notify import Pusher, Receiver
 from tests.registries import RegistryServer
 
@@ -35,37 +31,8 @@ PHASE = 10.0
 """Seconds each phase of the fleet runs: three daemons; two after a SIGKILL; three again."""
 
 
-class FleetDaemon:
-    """One daemon of the fleet, its output in a file; killed at the end whatever happens."""
-
-    def __init__(self, config: Path, name: str) -> None:
-        self.log = config.parent / f"{name}.log"
-        with self.log.open("w") as sink:
-            self.process = subprocess.Popen(
-                [*regwatch_command(), "watch", "--config", str(config)],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "REGWATCH_RETRY_BASE_SECONDS": "0.05"},
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.process.wait(40)
-
-
-@pytest.fixture
-def fleet() -> Iterator[list[FleetDaemon]]:
-    started: list[FleetDaemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
+def fleet_daemon(config: Path, name: str) -> Daemon:
+    return Daemon(config, name=name, env={"REGWATCH_RETRY_BASE_SECONDS": "0.05"})
 
 
 def polls(url: str) -> dict[str, list[tuple[datetime, str]]]:
@@ -94,7 +61,7 @@ def test_three_daemons_share_the_watches_survive_a_kill_and_take_in_a_newcomer(
     plain_registry: RegistryServer,
     postgres_url: str,
     tmp_path: Path,
-    fleet: list[FleetDaemon],
+    daemons: list[Daemon],
 ) -> None:
     workdir = tmp_path / "skopeo"
     workdir.mkdir()
@@ -120,23 +87,23 @@ def test_three_daemons_share_the_watches_survive_a_kill_and_take_in_a_newcomer(
             )
         )
 
-        fleet.extend(FleetDaemon(config, name) for name in ("a", "b", "c"))
+        daemons.extend(fleet_daemon(config, name) for name in ("a", "b", "c"))
         time.sleep(PHASE)
         pusher.push(repositories[0], "1.1.0", "fleet-0-two")
         time.sleep(PHASE / 2)
         leader = sink_holder(postgres_url)
-        victim = next(d for d in fleet if str(d.pid) == leader)
+        victim = next(d for d in daemons if str(d.pid) == leader)
         killed_at = datetime.now().astimezone()
         victim.stop(signal.SIGKILL)
         pusher.push(repositories[1], "1.1.0", "fleet-1-two")
         time.sleep(PHASE)
-        newcomer = FleetDaemon(config, "d")
-        fleet.append(newcomer)
+        newcomer = fleet_daemon(config, "d")
+        daemons.append(newcomer)
         joined_at = datetime.now().astimezone()
         time.sleep(PHASE)
         pusher.push(repositories[2], "1.1.0", "fleet-2-two")
         time.sleep(PHASE / 2)
-        for daemon in fleet:
+        for daemon in daemons:
             if daemon is not victim:
                 assert daemon.stop() == 0, daemon.log.read_text()
     finally:
@@ -152,7 +119,7 @@ def test_three_daemons_share_the_watches_survive_a_kill_and_take_in_a_newcomer(
         span = (seen[-1][0] - seen[0][0]).total_seconds()
         assert len(seen) >= 0.6 * span / PERIOD.total_seconds(), f"{watch} missed turns"
     pollers = {pid for seen in runs.values() for _, pid in seen}
-    assert {str(d.pid) for d in fleet} <= pollers, "every daemon polled its share"
+    assert {str(d.pid) for d in daemons} <= pollers, "every daemon polled its share"
     assert any(
         pid == str(newcomer.pid) and when > joined_at
         for seen in runs.values()
@@ -178,5 +145,5 @@ def test_three_daemons_share_the_watches_survive_a_kill_and_take_in_a_newcomer(
     ]
     assert len(clean) == len(set(clean)), "after the failover each event is delivered once"
     assert len(set(ids)) >= len(ids) - 1, "at most the event in flight at the kill came twice"
-    for daemon in fleet:
+    for daemon in daemons:
         assert "Traceback" not in daemon.log.read_text()

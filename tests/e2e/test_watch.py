@@ -12,7 +12,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import yaml
 
 from regwatch.refs import Repository
 from tests import images
-from tests.e2e.steps import client_for, regwatch_command
+from tests.e2e.steps import Daemon, client_for, regwatch_command
 from tests.faults import FaultRegistry, Reply, json_reply, rate_limited, tags_path
 from tests.processes import free_port
 from tests.registries import RegistryServer
@@ -173,37 +173,6 @@ def test_status_of_a_store_that_does_not_exist_creates_nothing(
         (str(repository), "never", None)
     ]
     assert not store.exists()
-
-
-class Daemon:
-    """A `regwatch watch` process; stopped (SIGKILL) at the end of the test whatever happens."""
-
-    def __init__(self, config: Path, *extra: str) -> None:
-        self.log = config.with_suffix(".log")
-        with self.log.open("w") as sink:
-            self.process = subprocess.Popen(
-                [*regwatch_command(), "watch", "--config", str(config), *extra],
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                env=dict(os.environ),
-            )
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 40) -> int:
-        self.process.send_signal(signum)
-        return self.process.wait(timeout)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(10)
 
 
 def test_the_daemon_polls_on_schedule_sees_changes_serves_metrics_and_stops_on_sigterm(
