@@ -18,9 +18,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from regwatch.image import layout
 from regwatch.image import mediatypes as mt
 from regwatch.image.digests import BlobReader, VerifyingReader
 from regwatch.image.model import Descriptor
+from regwatch.image.tarball import write_image_tarball
 from regwatch.refs import Reference, Repository
 from regwatch.registry.client import RegistryClient
 from tests.registries import RegistryServer, require_tool
@@ -141,6 +143,30 @@ class MemoryBlobs:
     def fetch_manifest(self, digest: str) -> tuple[str, bytes]:
         self.fetched.append(digest)
         return self.manifests[digest]
+
+    def write_tarball(self, path: Path, image: Image, repo_tag: str) -> Path:
+        """`in`'s `image.tar` of `image`, its blobs from here."""
+        write_image_tarball(
+            path,
+            config=image.config.described(),
+            layers=[b.described() for b in image.layers],
+            repo_tag=repo_tag,
+            open_blob=self.open_blob,
+        )
+        return path
+
+    def write_layout(self, directory: Path, top: Blob, concurrency: int = 4) -> Path:
+        """`in`'s OCI layout of the manifest `top`, its manifests and blobs from here."""
+        layout.write_oci_layout(
+            directory,
+            digest=top.digest,
+            media_type=top.media_type,
+            manifest_bytes=top.data,
+            fetch_manifest=self.fetch_manifest,
+            open_blob=self.open_blob,
+            concurrency=concurrency,
+        )
+        return directory
 
 
 def layer(files: Mapping[str, bytes]) -> Blob:

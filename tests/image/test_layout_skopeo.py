@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 
 from regwatch.image import mediatypes as mt
-from regwatch.image.layout import write_oci_layout
 from regwatch.image.mediatypes import OCI_LAYER_TAR, OCI_LAYER_ZSTD
-from regwatch.image.tarball import write_image_tarball
 from tests import images
 from tests.images import Blob, MemoryBlobs
 from tests.registries import require_tool
@@ -35,29 +33,6 @@ def skopeo(*args: str) -> bytes:
     )
     assert result.returncode == 0, f"skopeo {' '.join(args)}: {result.stderr.decode()}"
     return result.stdout
-
-
-def tarball(path: Path, image: images.Image) -> Path:
-    write_image_tarball(
-        path,
-        config=image.config.described(),
-        layers=[b.described() for b in image.layers],
-        repo_tag=REPO_TAG,
-        open_blob=MemoryBlobs.holding([image]).open_blob,
-    )
-    return path
-
-
-def layout(directory: Path, top: Blob, memory: MemoryBlobs) -> Path:
-    write_oci_layout(
-        directory,
-        digest=top.digest,
-        media_type=top.media_type,
-        manifest_bytes=top.data,
-        fetch_manifest=memory.fetch_manifest,
-        open_blob=memory.open_blob,
-    )
-    return directory
 
 
 def view(layout_dir: Path, directory: Path, named: Mapping[str, Blob]) -> Path:
@@ -114,7 +89,7 @@ def reconstructed_manifest(config: Blob, uncompressed_layers: Sequence[bytes]) -
 @pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
 def test_image_tarball_loads_with_the_registry_config_digest(tmp_path: Path, docker: bool) -> None:
     image = images.image("tarball", docker=docker)
-    archive = tarball(tmp_path / "image.tar", image)
+    archive = MemoryBlobs.holding([image]).write_tarball(tmp_path / "image.tar", image, REPO_TAG)
 
     raw = skopeo("inspect", "--raw", f"docker-archive:{archive}")
     assert json.loads(raw)["config"]["digest"] == image.config.digest
@@ -159,7 +134,7 @@ def test_image_tarball_with_zstd_plain_and_repeated_layers(tmp_path: Path) -> No
         "layers": [b.descriptor() for b in layers],
     }
     image = images.Image(config, layers, Blob(mt.OCI_MANIFEST, json.dumps(manifest).encode()))
-    archive = tarball(tmp_path / "image.tar", image)
+    archive = MemoryBlobs.holding([image]).write_tarball(tmp_path / "image.tar", image, REPO_TAG)
 
     assert skopeo("inspect", "--raw", f"docker-archive:{archive}") == reconstructed_manifest(
         config, uncompressed
@@ -174,7 +149,7 @@ def test_image_tarball_with_zstd_plain_and_repeated_layers(tmp_path: Path) -> No
 @pytest.mark.parametrize("docker", [False, True], ids=["oci", "docker"])
 def test_layout_of_an_image_reads_back_with_the_same_digest(tmp_path: Path, docker: bool) -> None:
     image = images.image("layout", docker=docker)
-    oci = layout(tmp_path / "oci", image.manifest, MemoryBlobs.holding([image]))
+    oci = MemoryBlobs.holding([image]).write_layout(tmp_path / "oci", image.manifest)
 
     raw = skopeo("inspect", "--raw", f"oci:{oci}")
     assert images.sha256(raw) == image.digest
@@ -188,7 +163,7 @@ def test_layout_of_an_index_keeps_the_index_digest(tmp_path: Path) -> None:
     amd64 = images.image("index-amd64")
     arm64 = images.image("index-arm64", architecture="arm64")
     index = images.index([amd64, arm64])
-    oci = layout(tmp_path / "oci", index.manifest, MemoryBlobs.holding([index]))
+    oci = MemoryBlobs.holding([index]).write_layout(tmp_path / "oci", index.manifest)
     assert not (oci / "single-image-digest").exists()
 
     named = view(
@@ -220,7 +195,7 @@ def test_layout_of_a_nested_index(tmp_path: Path) -> None:
         ],
     }
     top = Blob(mt.OCI_INDEX, json.dumps(top_body).encode())
-    oci = layout(tmp_path / "oci", top, MemoryBlobs.holding([one, inner]))
+    oci = MemoryBlobs.holding([one, inner]).write_layout(tmp_path / "oci", top)
 
     members = {"one": one, "two": two, "three": three}
     named = view(

@@ -75,16 +75,6 @@ def tree(directory: Path) -> dict[str, bytes]:
 # -- image.tar ----------------------------------------------------------------------------------
 
 
-def write_tarball(path: Path, img: Image, store: MemoryBlobs) -> None:
-    write_image_tarball(
-        path,
-        config=img.config.described(),
-        layers=[b.described() for b in img.layers],
-        repo_tag=REPO_TAG,
-        open_blob=store.open_blob,
-    )
-
-
 def member_bytes(archive: tarfile.TarFile, name: str) -> bytes:
     member = archive.extractfile(name)
     assert member is not None, name
@@ -124,7 +114,7 @@ def test_tarball_holds_config_layers_and_manifest_in_order(tmp_path: Path) -> No
     )
     img = image("all", [gz, zst, tar, gz, docker_tar, docker_gz, zst])
     store = MemoryBlobs(img.blobs())
-    write_tarball(tmp_path / "image.tar", img, store)
+    store.write_tarball(tmp_path / "image.tar", img, REPO_TAG)
 
     assert os.listdir(tmp_path) == ["image.tar"]
     names = [
@@ -160,7 +150,7 @@ def test_tarball_holds_config_layers_and_manifest_in_order(tmp_path: Path) -> No
 def test_tarball_bytes_are_what_tarfile_writes_for_its_entries(tmp_path: Path, size: int) -> None:
     # blobs are written at offsets computed beforehand: the layout must be tarfile's own
     img = image("bytes", [Blob(GZIP, bytes(range(256)) * (size // 256) + b"x" * (size % 256))])
-    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs()))
+    MemoryBlobs(img.blobs()).write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     written = (tmp_path / "image.tar").read_bytes()
     expected = io.BytesIO()
     with (
@@ -174,7 +164,7 @@ def test_tarball_bytes_are_what_tarfile_writes_for_its_entries(tmp_path: Path, s
 
 def test_tarball_of_an_image_without_layers(tmp_path: Path) -> None:
     img = image("empty", [])
-    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs()))
+    MemoryBlobs(img.blobs()).write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert archive.getnames() == [img.config.digest, "manifest.json"]
         manifest = json.loads(member_bytes(archive, "manifest.json"))
@@ -183,7 +173,7 @@ def test_tarball_of_an_image_without_layers(tmp_path: Path) -> None:
 
 def test_tarball_copes_with_readers_that_return_a_byte_at_a_time(tmp_path: Path) -> None:
     img = image("slow", [Blob(GZIP, b"0123456789" * 50)])
-    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs(), chunk=1))
+    MemoryBlobs(img.blobs(), chunk=1).write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert member_bytes(archive, f"{img.layers[0].hex}.tar.gz") == img.layers[0].data
 
@@ -199,7 +189,7 @@ def test_a_wrong_blob_fails_and_leaves_no_tarball(tmp_path: Path, verify: bool, 
     img = image("bad", [Blob(GZIP, b"fine"), good])
     store = MemoryBlobs(img.blobs(), replace={good.digest: bad}, verify=verify)
     with pytest.raises(DigestMismatch):
-        write_tarball(tmp_path / "image.tar", img, store)
+        store.write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     assert os.listdir(tmp_path) == []
 
 
@@ -209,10 +199,10 @@ def test_an_empty_blob_that_is_not_empty_fails(tmp_path: Path, verify: bool) -> 
     img = image("empty-layer", [empty])
     store = MemoryBlobs(img.blobs(), replace={empty.digest: b"surprise"}, verify=verify)
     with pytest.raises(DigestMismatch):
-        write_tarball(tmp_path / "image.tar", img, store)
+        store.write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     assert os.listdir(tmp_path) == []
     # An honest empty layer is fine.
-    write_tarball(tmp_path / "image.tar", img, MemoryBlobs(img.blobs(), verify=verify))
+    MemoryBlobs(img.blobs(), verify=verify).write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     with tarfile.open(tmp_path / "image.tar") as archive:
         assert archive.getmember(f"{empty.hex}.tar.gz").size == 0
 
@@ -222,7 +212,7 @@ def test_a_failed_tarball_keeps_the_previous_file(tmp_path: Path) -> None:
     (tmp_path / "image.tar").write_bytes(b"previous")
     store = MemoryBlobs(img.blobs(), replace={img.layers[0].digest: b"nope"})
     with pytest.raises(DigestMismatch):
-        write_tarball(tmp_path / "image.tar", img, store)
+        store.write_tarball(tmp_path / "image.tar", img, REPO_TAG)
     assert os.listdir(tmp_path) == ["image.tar"]
     assert (tmp_path / "image.tar").read_bytes() == b"previous"
 
@@ -246,23 +236,11 @@ def blob_files(*blobs: Blob) -> dict[str, bytes]:
     return {f"blobs/sha256/{b.hex}": b.data for b in blobs}
 
 
-def write_layout(directory: Path, top: Blob, store: MemoryBlobs, concurrency: int = 4) -> None:
-    write_oci_layout(
-        directory,
-        digest=top.digest,
-        media_type=top.media_type,
-        manifest_bytes=top.data,
-        fetch_manifest=store.fetch_manifest,
-        open_blob=store.open_blob,
-        concurrency=concurrency,
-    )
-
-
 @pytest.mark.usefixtures("umask_022")
 def test_layout_of_a_single_image(tmp_path: Path) -> None:
     img = image("single", [Blob(GZIP, b"one"), Blob(ZSTD, b"two"), Blob(GZIP, b"one")])
     store = MemoryBlobs(img.blobs())
-    write_layout(tmp_path / "oci", img.manifest, store)
+    store.write_layout(tmp_path / "oci", img.manifest)
 
     generated = {
         "schemaVersion": 2,
@@ -291,7 +269,7 @@ def test_layout_of_a_docker_image_names_its_media_type(tmp_path: Path) -> None:
         manifest_type=mt.DOCKER_MANIFEST_V2,
         config_type="application/vnd.docker.container.image.v1+json",
     )
-    write_layout(tmp_path / "oci", img.manifest, MemoryBlobs(img.blobs()))
+    MemoryBlobs(img.blobs()).write_layout(tmp_path / "oci", img.manifest)
     written = json.loads((tmp_path / "oci" / "index.json").read_bytes())
     assert written["manifests"][0]["mediaType"] == mt.DOCKER_MANIFEST_V2
     assert set(tree(tmp_path / "oci")) >= set(blob_files(img.manifest, img.config, *img.layers))
@@ -310,7 +288,7 @@ def test_layout_of_a_nested_index_keeps_every_child(tmp_path: Path, concurrency:
     store = MemoryBlobs(
         [b for i in images for b in i.blobs()], [*(i.manifest for i in images), inner]
     )
-    write_layout(tmp_path / "oci", top, store, concurrency)
+    store.write_layout(tmp_path / "oci", top, concurrency)
 
     blobs = {b for i in images for b in (i.manifest, *i.blobs())} | {inner}
     assert tree(tmp_path / "oci") == {
@@ -332,7 +310,7 @@ def test_layout_of_a_docker_manifest_list(tmp_path: Path) -> None:
     two = image("two", [Blob(DOCKER_GZIP, b"2")], **docker)
     top = index([one, two], mt.DOCKER_MANIFEST_LIST)
     store = MemoryBlobs([*one.blobs(), *two.blobs()], [one.manifest, two.manifest])
-    write_layout(tmp_path / "oci", top, store)
+    store.write_layout(tmp_path / "oci", top)
     files = tree(tmp_path / "oci")
     assert files["index.json"] == top.data
     assert "single-image-digest" not in files
@@ -346,7 +324,7 @@ def test_child_type_falls_back_to_the_descriptor_and_body(tmp_path: Path) -> Non
     top = index([child])
     store = MemoryBlobs(child.blobs())
     store.manifests[child.digest] = ("application/octet-stream", child.manifest.data)
-    write_layout(tmp_path / "oci", top, store)
+    store.write_layout(tmp_path / "oci", top)
     assert (tmp_path / "oci" / "blobs" / "sha256" / child.config.hex).read_bytes() == (
         child.config.data
     )
@@ -358,7 +336,7 @@ def test_a_child_manifest_with_the_wrong_bytes_fails_before_writing(tmp_path: Pa
     store = MemoryBlobs(child.blobs())
     store.manifests[child.digest] = (mt.OCI_MANIFEST, child.manifest.data + b" ")
     with pytest.raises(DigestMismatch, match=child.digest):
-        write_layout(tmp_path / "oci", top, store)
+        store.write_layout(tmp_path / "oci", top)
     assert not (tmp_path / "oci").exists()
 
 
@@ -379,11 +357,11 @@ def test_top_manifest_bytes_must_match_the_digest(tmp_path: Path) -> None:
 def test_unsupported_manifest_types_are_refused(tmp_path: Path) -> None:
     schema1 = Blob(mt.DOCKER_MANIFEST_V1_SIGNED, b'{"schemaVersion":1}')
     with pytest.raises(UnsupportedMedia, match="unsupported manifest media type"):
-        write_layout(tmp_path / "oci", schema1, MemoryBlobs())
+        MemoryBlobs().write_layout(tmp_path / "oci", schema1)
     artifact = Blob("application/vnd.example.thing", b'{"kind":"thing"}')
     store = MemoryBlobs(manifests=[artifact])
     with pytest.raises(UnsupportedMedia, match=artifact.digest):
-        write_layout(tmp_path / "oci", index([artifact]), store)
+        store.write_layout(tmp_path / "oci", index([artifact]))
     assert not (tmp_path / "oci").exists()
 
 
@@ -391,7 +369,7 @@ def test_a_malformed_child_descriptor_is_an_image_error(tmp_path: Path) -> None:
     body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [{"digest": "../x"}]}
     top = Blob(mt.OCI_INDEX, json.dumps(body).encode())
     with pytest.raises(ImageError, match=r"invalid index .*: manifests\[0\]\.digest: not a sha256"):
-        write_layout(tmp_path / "oci", top, MemoryBlobs())
+        MemoryBlobs().write_layout(tmp_path / "oci", top)
     assert not (tmp_path / "oci").exists()
 
 
@@ -410,7 +388,7 @@ def test_a_bad_blob_leaves_no_index_and_no_partial_blob(
         verify=verify,
     )
     with pytest.raises(DigestMismatch, match=broken.digest):
-        write_layout(tmp_path / "oci", top, store, concurrency)
+        store.write_layout(tmp_path / "oci", top, concurrency)
     files = tree(tmp_path / "oci")
     assert "index.json" not in files
     assert f"blobs/sha256/{broken.hex}" not in files
