@@ -9,6 +9,7 @@ import compileall
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -55,6 +56,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     compileall.compile_dir(Path(__file__).resolve().parents[1] / "regwatch", quiet=1)
 
 
+class _Server(Protocol):
+    def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Server)
+
+
+def _served(server: _S) -> Iterator[_S]:
+    """A session fixture's server, stopped when the session ends."""
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(autouse=True)
 def scrub_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Isolate every test from ambient credentials and proxies, and make retries fast."""
@@ -69,10 +85,7 @@ def plain_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     server = start_plain_registry(
         require_tool("docker-registry"), tmp_path_factory.mktemp("plain-registry")
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +94,7 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryS
     registry_bin = require_tool("docker-registry")
     htpasswd_bin = require_tool("htpasswd")
     server = start_tls_registry(registry_bin, htpasswd_bin, tmp_path_factory.mktemp("tls-registry"))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture(scope="session")
@@ -93,20 +103,14 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
     server = start_token_registry(
         require_tool("docker-registry"), tmp_path_factory.mktemp("token-registry")
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresCluster | ExternalPostgres]:
     """A throw-away cluster on 127.0.0.1, or the server REGWATCH_TEST_POSTGRES_URL names."""
     server = start_postgres()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture
@@ -121,10 +125,7 @@ def notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotarySe
     server = start_notary_server(
         require_tool("notary-server"), tmp_path_factory.mktemp("notary-server")
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture(scope="session")
@@ -133,10 +134,7 @@ def token_notary_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
     server = start_token_notary_server(
         require_tool("notary-server"), tmp_path_factory.mktemp("token-notary-server")
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 @pytest.fixture(scope="session")
@@ -147,10 +145,7 @@ def client_cert_notary_server(
     server = start_client_cert_notary_server(
         require_tool("notary-server"), tmp_path_factory.mktemp("client-cert-notary-server")
     )
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _served(server)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
